@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the FHIR and Sheets hooks: pacing and retry timing."""

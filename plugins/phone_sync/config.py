@@ -7,6 +7,7 @@ files point at by ``conn_id``; a key that looks like a secret is rejected outrig
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from datetime import date
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REGIONS_DIR = REPO_ROOT / "include" / "regions"
+REGIONS_DIR_ENV = "PHONE_SYNC_REGIONS_DIR"
 
 SLUG = r"^[a-z][a-z0-9_]{1,62}$"
 SECRET_KEY = re.compile(
@@ -174,9 +176,9 @@ def load_region(path: Path) -> RegionConfig:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise RegionConfigError(path, [f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
+        raise RegionConfigError(path, [f"(file): not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
     except OSError as exc:
-        raise RegionConfigError(path, [f"cannot be read: {exc.strerror}"]) from None
+        raise RegionConfigError(path, [f"(file): cannot be read: {exc.strerror}"]) from None
     if not isinstance(raw, dict):
         raise RegionConfigError(path, ["(file): must be a JSON object"])
     try:
@@ -190,17 +192,52 @@ def load_region(path: Path) -> RegionConfig:
     return config
 
 
-def region_files(directory: Path = DEFAULT_REGIONS_DIR) -> list[Path]:
+def regions_dir() -> Path:
+    """Where region files live: ``$PHONE_SYNC_REGIONS_DIR`` or ``include/regions`` beside ``plugins/``."""
+    return Path(os.environ.get(REGIONS_DIR_ENV) or DEFAULT_REGIONS_DIR)
+
+
+def region_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.json"))
 
 
-def load_regions(directory: Path = DEFAULT_REGIONS_DIR) -> tuple[list[RegionConfig], list[RegionConfigError]]:
-    """Every region in ``directory``: the valid configs, and one error per broken file."""
-    configs: list[RegionConfig] = []
+ISOLATED_FIELDS = {
+    "fhir.conn_id": lambda c: c.fhir.conn_id,
+    "sheets.conn_id": lambda c: c.sheets.conn_id,
+    "sheets.spreadsheet_id": lambda c: c.sheets.spreadsheet_id,
+}
+
+
+def _shared_with_others(config: RegionConfig, others: list[RegionConfig]) -> list[str]:
+    """Problems for every server, credential or sheet that ``config`` shares with another region."""
+    problems = []
+    for field, value_of in ISOLATED_FIELDS.items():
+        sharing = sorted(o.region for o in others if o is not config and value_of(o) == value_of(config))
+        if sharing:
+            problems.append(
+                f"{field}: {value_of(config)!r} is also used by region {', '.join(sharing)}; each region needs its own"
+            )
+    return problems
+
+
+def load_regions(directory: Path | None = None) -> tuple[list[RegionConfig], list[RegionConfigError]]:
+    """Every region in ``directory``: the valid configs, and one error per broken file.
+
+    Regions that share a connection or a spreadsheet are all rejected: isolation between
+    tenants is not something to guess about.
+    """
+    loaded: dict[Path, RegionConfig] = {}
     errors: list[RegionConfigError] = []
-    for path in region_files(directory):
+    for path in region_files(directory or regions_dir()):
         try:
-            configs.append(load_region(path))
+            loaded[path] = load_region(path)
         except RegionConfigError as exc:
             errors.append(exc)
+    configs: list[RegionConfig] = []
+    for path, config in loaded.items():
+        problems = _shared_with_others(config, list(loaded.values()))
+        if problems:
+            errors.append(RegionConfigError(path, problems))
+        else:
+            configs.append(config)
     return configs, errors

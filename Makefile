@@ -1,0 +1,29 @@
+# region phone-sync: every command a developer or operator needs, in one place.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
+
+.PHONY: install test lint check-regions demo standalone bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the pinned requirements
+
+test: $(STAMP) ## Lint, then run the whole test suite
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+check-regions: $(STAMP) ## Validate every region file and print every problem
+	$(PY) -m phone_sync.check_regions
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache

@@ -1,0 +1,166 @@
+"""Turns region files into DAGs: one ``phone_sync__<region>`` DAG per file in ``include/regions``.
+
+Parse-time work is reading a few JSON files; everything that talks to a server is imported
+and run inside the tasks. A broken region file becomes a visible *config-error DAG* under the
+region's own dag_id instead of an exception, because Airflow 3.3 records import errors per
+Python file: one raised error would hide every region's DAG, not just the broken one.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, CronDataIntervalTimetable, dag, get_current_context, task
+
+from phone_sync.config import RegionConfig, RegionConfigError, load_regions
+
+CONFIG_ERROR_TAG = "config-error"
+DAG_ID_PREFIX = "phone_sync__"
+
+DEFAULT_TASK_ARGS: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+def _doc_md(config: RegionConfig) -> str:
+    sheets, fhir = config.sheets, config.fhir
+    selection = (
+        "rows whose feed date falls in the run's data interval"
+        if config.rows.select == "data_interval"
+        else "every row"
+    )
+    return f"""
+### Phone sync: {config.display_name}
+
+Reads the worksheet **{sheets.worksheet}** of spreadsheet `{sheets.spreadsheet_id}` (Google connection
+`{sheets.conn_id}`), cleans the phone numbers in column **{sheets.columns.phone}**, updates the matching
+Patients on this region's FHIR server (connection `{fhir.conn_id}`, identifier system `{fhir.identifier_system}`)
+in batches of {config.batch_size} rows, writes a status into column **{sheets.columns.status}**, and appends a row
+to the **{sheets.report_worksheet}** worksheet.
+
+* Rows picked up: {selection} whose status is empty{" or starts with `failed`" if config.rows.retry_failed else ""}.
+  To send a row again, clear its status cell.
+* A failed batch (server down, throttled) shows as a red `process_batch` map index named by its sheet rows,
+  and its rows say `failed: batch not processed ...`. Clear that map index (with downstream) to rerun it:
+  rows already applied come back `unchanged`, nothing is written twice.
+* A phone number is never replaced by an older one: a backfill that meets a newer number on record
+  leaves it and says `skipped: newer number on record`.
+
+Owner: {config.owner}. Schedule `{config.schedule}` ({config.timezone}). At most
+{config.max_parallel_batches} batches run at once, {config.fhir_requests_per_second:g} FHIR requests per second.
+"""
+
+
+def _timetable(config: RegionConfig) -> CronDataIntervalTimetable | str | None:
+    """Cron schedules run over data intervals, so a backfill day selects that day's feed rows."""
+    if config.schedule in (None, "@once"):
+        return config.schedule
+    return CronDataIntervalTimetable(config.schedule, timezone=config.timezone)
+
+
+def build_region_dag(config: RegionConfig) -> DAG:
+    """The pipeline for one region: extract -> clean -> process batches (mapped) -> write back -> report."""
+
+    @dag(
+        dag_id=config.dag_id,
+        dag_display_name=f"Phone sync: {config.display_name}",
+        description=f"Sheet {config.sheets.worksheet!r} -> FHIR {config.fhir.conn_id!r} phone numbers",
+        schedule=_timetable(config),
+        start_date=pendulum.datetime(
+            config.start_date.year, config.start_date.month, config.start_date.day, tz=config.timezone
+        ),
+        catchup=False,
+        max_active_runs=1,
+        tags=["phone-sync", config.region, *config.tags],
+        default_args={**DEFAULT_TASK_ARGS, "owner": config.owner},
+        doc_md=_doc_md(config),
+        params={"region": config.region},
+    )
+    def phone_sync() -> None:
+        @task
+        def extract_rows() -> dict[str, Any]:
+            from phone_sync.pipeline import tasks
+
+            return tasks.extract_rows(config, get_current_context())
+
+        @task
+        def clean_phones(extracted: dict[str, Any]) -> list[dict[str, Any]]:
+            """Returns the batches to map over; pushes the statuses decided here as XCom key 'decided'."""
+            from phone_sync.pipeline import tasks
+
+            return tasks.clean_phones(config, extracted, get_current_context())
+
+        @task(
+            map_index_template="{{ batch_label }}",
+            max_active_tis_per_dag=config.max_parallel_batches,
+        )
+        def process_batch(batch: dict[str, Any]) -> dict[str, Any]:
+            from phone_sync.pipeline import tasks
+
+            context = get_current_context()
+            context["batch_label"] = batch["label"]  # type: ignore[typeddict-unknown-key]
+            return tasks.process_batch(config, batch, context)
+
+        @task(trigger_rule="all_done", retries=5)
+        def write_back_statuses(
+            decided: dict[str, Any], batches: list[dict[str, Any]], outcomes: list[dict[str, Any]]
+        ) -> dict[str, Any]:
+            from phone_sync.pipeline import tasks
+
+            return tasks.write_back_statuses(config, decided, batches, list(outcomes), get_current_context())
+
+        @task(trigger_rule="all_done")
+        def run_report(written: dict[str, Any]) -> dict[str, Any]:
+            from phone_sync.pipeline import tasks
+
+            return tasks.run_report(config, written, get_current_context())
+
+        batches = clean_phones(extract_rows())
+        outcomes = process_batch.expand(batch=batches)
+        run_report(write_back_statuses(batches["decided"], batches, outcomes))
+
+    return phone_sync()
+
+
+def build_config_error_dag(error: RegionConfigError) -> DAG:
+    """A DAG that shows an operator which region file is broken, and why, without running anything."""
+    region = error.path.stem
+    problems = "\n".join(f"* `{problem}`" for problem in error.problems)
+
+    @dag(
+        dag_id=f"{DAG_ID_PREFIX}{region}",
+        dag_display_name=f"Phone sync: {region} (REGION FILE INVALID)",
+        description=f"Invalid region file {error.path.name}: {'; '.join(error.problems)}"[:1000],
+        schedule=None,
+        start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+        catchup=False,
+        tags=["phone-sync", CONFIG_ERROR_TAG],
+        doc_md=f"### Region file `{error.path.name}` is invalid\n\nFix these fields, then wait for the next parse "
+        f"(or run `make check-regions`):\n\n{problems}\n\nThe region does not run until the file is valid; "
+        "other regions are not affected.",
+        is_paused_upon_creation=True,
+    )
+    def config_error() -> None:
+        @task(retries=0)
+        def region_file_invalid() -> None:
+            raise RuntimeError(str(error))
+
+        region_file_invalid()
+
+    return config_error()
+
+
+def build_all(directory: Path | None = None) -> dict[str, DAG]:
+    """Every region's DAG by dag_id; broken files give config-error DAGs, never an exception."""
+    configs, errors = load_regions(directory)
+    dags = {config.dag_id: build_region_dag(config) for config in configs}
+    for error in errors:
+        dag_obj = build_config_error_dag(error)
+        dags.setdefault(dag_obj.dag_id, dag_obj)
+    return dags

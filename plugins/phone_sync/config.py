@@ -79,6 +79,14 @@ class RowSelection(_Strict):
     retry_failed: bool = True
 
 
+class TaskRetries(_Strict):
+    """Airflow task retries (exponential backoff) before a batch shows red and waits for an operator."""
+
+    count: int = Field(default=3, ge=0, le=10)
+    delay_seconds: float = Field(default=30, ge=0)
+    max_delay_seconds: float = Field(default=600, ge=0)
+
+
 class RegionConfig(_Strict):
     region: str = Field(pattern=SLUG)
     display_name: str = Field(min_length=1)
@@ -94,6 +102,7 @@ class RegionConfig(_Strict):
     batch_size: int = Field(default=100, ge=1, le=1000)
     fhir_requests_per_second: float = Field(default=10.0, gt=0, le=1000)
     max_parallel_batches: int = Field(default=4, ge=1, le=64)
+    retries: TaskRetries = TaskRetries()
 
     @model_validator(mode="before")
     @classmethod
@@ -176,7 +185,9 @@ def load_region(path: Path) -> RegionConfig:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise RegionConfigError(path, [f"(file): not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
+        raise RegionConfigError(
+            path, [f"(file): not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]
+        ) from None
     except OSError as exc:
         raise RegionConfigError(path, [f"(file): cannot be read: {exc.strerror}"]) from None
     if not isinstance(raw, dict):

@@ -20,12 +20,15 @@ from phone_sync.config import RegionConfig, RegionConfigError, load_regions
 CONFIG_ERROR_TAG = "config-error"
 DAG_ID_PREFIX = "phone_sync__"
 
-DEFAULT_TASK_ARGS: dict[str, Any] = {
-    "retries": 3,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": 2.0,
-    "max_retry_delay": timedelta(minutes=10),
-}
+
+def _task_args(config: RegionConfig) -> dict[str, Any]:
+    return {
+        "owner": config.owner,
+        "retries": config.retries.count,
+        "retry_delay": timedelta(seconds=config.retries.delay_seconds),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(seconds=config.retries.max_delay_seconds),
+    }
 
 
 def _doc_md(config: RegionConfig) -> str:
@@ -78,7 +81,7 @@ def build_region_dag(config: RegionConfig) -> DAG:
         catchup=False,
         max_active_runs=1,
         tags=["phone-sync", config.region, *config.tags],
-        default_args={**DEFAULT_TASK_ARGS, "owner": config.owner},
+        default_args=_task_args(config),
         doc_md=_doc_md(config),
         params={"region": config.region},
     )
@@ -107,7 +110,7 @@ def build_region_dag(config: RegionConfig) -> DAG:
             context["batch_label"] = batch["label"]  # type: ignore[typeddict-unknown-key]
             return tasks.process_batch(config, batch, context)
 
-        @task(trigger_rule="all_done", retries=5)
+        @task(trigger_rule="all_done")
         def write_back_statuses(
             decided: dict[str, Any], batches: list[dict[str, Any]], outcomes: list[dict[str, Any]]
         ) -> dict[str, Any]:

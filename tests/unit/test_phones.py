@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from phone_sync.phones import canonical, clean_phone
 
 MOBILE = "+6281234567890"
+FULL_WIDTH = "".join(chr(0xFF10 + int(d)) for d in "081234567890")
+ARABIC_INDIC = "".join(chr(0x0660 + int(d)) for d in "081234567890")
 
 
 @pytest.mark.parametrize(
@@ -22,8 +24,8 @@ MOBILE = "+6281234567890"
         ("'081234567890", MOBILE),
         ("  081234567890  ", MOBILE),
         ("081234567890.0", MOBILE),
-        ("０８１２３４５６７８９０", MOBILE),  # full-width digits
-        ("٠٨١٢٣٤٥٦٧٨٩٠", MOBILE),  # Arabic-Indic digits
+        (FULL_WIDTH, MOBILE),  # full-width digits
+        (ARABIC_INDIC, MOBILE),  # Arabic-Indic digits
         ("0812\u20113456\u20137890", MOBILE),  # non-ASCII dashes
         # country-code forms
         ("+6281234567890", MOBILE),

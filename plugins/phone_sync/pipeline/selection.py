@@ -1,0 +1,62 @@
+"""Which sheet rows a run processes. Pure: rows and the run's interval in, decisions out."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+
+from phone_sync.config import RowSelection
+from phone_sync.sheets.rows import SheetRow
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The run's data interval as calendar dates in the region's timezone: ``start <= d < end``."""
+
+    start: date
+    end: date
+
+    def __contains__(self, day: date) -> bool:
+        # A zero-length interval (manual or @once runs) still means "the day it covers".
+        return self.start <= day < self.end if self.end > self.start else day == self.start
+
+
+@dataclass(frozen=True)
+class Selection:
+    rows: list[SheetRow]
+    missing_feed_date: list[SheetRow]
+    reasons: Counter[str]
+
+
+def wants_processing(status: str, rules: RowSelection) -> bool:
+    """Empty status: never processed. ``failed...``: retried when the region says so."""
+    text = status.strip().lower()
+    return not text or (rules.retry_failed and text.startswith("failed"))
+
+
+def select_rows(rows: list[SheetRow], rules: RowSelection, interval: Interval | None) -> Selection:
+    """Rows to process; with ``select: data_interval`` only those whose feed date is in the interval.
+
+    A row that should be processed but has no readable feed date cannot be placed in any run's
+    interval, so it is returned separately to get a status telling the operator to fix the date.
+    """
+    picked: list[SheetRow] = []
+    missing: list[SheetRow] = []
+    reasons: Counter[str] = Counter()
+    for row in rows:
+        if not wants_processing(row.status, rules):
+            reasons["status already set"] += 1
+        elif rules.select != "data_interval" or interval is None:
+            picked.append(row)
+            reasons["status empty" if not row.status.strip() else "retrying failed"] += 1
+        elif row.feed_date is None:
+            if not row.status.strip():
+                missing.append(row)
+            reasons["no feed date"] += 1
+        elif row.feed_date in interval:
+            picked.append(row)
+            reasons["in data interval"] += 1
+        else:
+            reasons["outside data interval"] += 1
+    return Selection(picked, missing, reasons)

@@ -1,0 +1,145 @@
+"""Row selection, cleaning, de-duplication and batching: the pure rules of a run."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from phone_sync.config import PhoneRules, RowSelection
+from phone_sync.pipeline.batching import SelectedRow, clean_and_batch
+from phone_sync.pipeline.outcomes import count, from_outcome
+from phone_sync.pipeline.selection import Interval, select_rows
+from phone_sync.sheets.rows import SheetRow
+
+RUN_DATE = date(2026, 11, 27)
+
+
+def sheet_row(row: int, status: str = "", feed: date | None = None, ident: str | None = None) -> SheetRow:
+    return SheetRow(
+        row=row, identifier=ident or f"33020{row:011d}", phone="081234567890", status=status, feed_date=feed
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_failed", "picked"),
+    [
+        ("", True, True),
+        ("   ", True, True),
+        ("success", True, False),
+        ("unchanged", True, False),
+        ("skipped: superseded by row 4 (clean-r3)", True, False),
+        ("failed: patient not found (b01-r5)", True, True),
+        ("Failed: batch not processed", True, True),
+        ("failed: patient not found (b01-r5)", False, False),
+    ],
+)
+def test_selection_by_status(status: str, retry_failed: bool, picked: bool) -> None:
+    rules = RowSelection(retry_failed=retry_failed)
+    selection = select_rows([sheet_row(2, status)], rules, None)
+    assert (selection.rows != []) is picked
+
+
+def test_data_interval_selects_only_that_days_rows() -> None:
+    rows = [
+        sheet_row(2, feed=date(2026, 11, 25)),
+        sheet_row(3, feed=date(2026, 11, 26)),
+        sheet_row(4, feed=date(2026, 11, 27)),
+        sheet_row(5, feed=None),
+        sheet_row(6, "failed: x", None),
+    ]
+    rules = RowSelection(select="data_interval")
+    selection = select_rows(rows, rules, Interval(date(2026, 11, 26), date(2026, 11, 27)))
+    assert [r.row for r in selection.rows] == [3]
+    assert [r.row for r in selection.missing_feed_date] == [5]  # row 6 already says why it failed
+    assert selection.reasons["outside data interval"] == 2
+
+
+def test_zero_length_interval_means_its_day() -> None:
+    day = date(2026, 11, 26)
+    assert day in Interval(day, day)
+    assert date(2026, 11, 27) not in Interval(day, day)
+
+
+def selected(row: int, phone: object, ident: str = "3302010101010001", feed: date | None = None) -> SelectedRow:
+    return SelectedRow(row, ident, phone, feed)
+
+
+def test_invalid_phones_get_their_status_and_never_reach_a_batch() -> None:
+    rows = [
+        selected(2, "081234567890", "A1"),
+        selected(3, "6.28E+12", "A2"),
+        selected(4, "tidak ada", "A3"),
+        selected(5, "0812", "", None),
+    ]
+    cleaned = clean_and_batch(rows, PhoneRules(), RUN_DATE, 100)
+    assert [r[0] for b in cleaned.batches for r in b["rows"]] == [2]
+    texts = {s.row: s.text for s in cleaned.decided}
+    assert texts[3].startswith("failed: invalid phone, number was cut short")
+    assert "(clean-r3)" in texts[3]
+    assert texts[4].startswith("failed: invalid phone, no phone number given")
+    assert texts[5].startswith("failed: identifier missing")
+    assert count(cleaned.decided)["invalid_phone"] == 2
+
+
+def test_latest_row_by_feed_date_wins() -> None:
+    rows = [
+        selected(2, "081111111111", feed=date(2026, 11, 20)),
+        selected(3, "082222222222", feed=date(2026, 11, 25)),
+        selected(4, "083333333333", feed=date(2026, 11, 22)),
+    ]
+    cleaned = clean_and_batch(rows, PhoneRules(), RUN_DATE, 100)
+    [winner] = [r for b in cleaned.batches for r in b["rows"]]
+    assert winner[:4] == [3, "3302010101010001", "+6282222222222", "2026-11-25"]
+    assert {s.row: s.text for s in cleaned.decided} == {
+        2: "skipped: superseded by row 3 (clean-r2)",
+        4: "skipped: superseded by row 3 (clean-r4)",
+    }
+
+
+def test_without_feed_dates_the_lowest_row_wins_and_the_run_date_counts() -> None:
+    rows = [selected(7, "081111111111"), selected(9, "082222222222"), selected(8, "083333333333")]
+    cleaned = clean_and_batch(rows, PhoneRules(), RUN_DATE, 100)
+    [winner] = [r for b in cleaned.batches for r in b["rows"]]
+    assert winner[0] == 9
+    assert winner[3] == RUN_DATE.isoformat()
+
+
+def test_an_invalid_later_row_does_not_hide_a_valid_earlier_one() -> None:
+    rows = [selected(2, "081111111111"), selected(3, "not a phone")]
+    cleaned = clean_and_batch(rows, PhoneRules(), RUN_DATE, 100)
+    assert [r[0] for b in cleaned.batches for r in b["rows"]] == [2]
+    assert [s.kind for s in cleaned.decided] == ["invalid_phone"]
+
+
+def test_batches_of_batch_size_with_row_labels() -> None:
+    rows = [selected(row, "081234567890", f"ID{row}") for row in range(2, 252)]
+    cleaned = clean_and_batch(rows, PhoneRules(), RUN_DATE, 100)
+    assert [len(b["rows"]) for b in cleaned.batches] == [100, 100, 50]
+    assert [b["label"] for b in cleaned.batches] == ["rows 2-101", "rows 102-201", "rows 202-251"]
+    assert [b["index"] for b in cleaned.batches] == [0, 1, 2]
+
+
+def test_multi_number_note_travels_to_the_success_status() -> None:
+    cleaned = clean_and_batch([selected(2, "0812 3456 7890 / 0813 9876 5432")], PhoneRules(), RUN_DATE, 100)
+    row = cleaned.batches[0]["rows"][0]
+    status = from_outcome(2, row[1], 0, "updated", 1, 0, None, row[4])
+    assert status.text == "success (used number 1 of 2 in the cell)"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "patients", "failed", "kind", "text"),
+    [
+        ("updated", 1, 0, "updated", "success"),
+        ("updated", 2, 0, "updated", "success (2 patients)"),
+        ("unchanged", 1, 0, "unchanged", "unchanged"),
+        ("not_found", 0, 0, "not_found", "failed: patient not found (b03-r40)"),
+        ("conflict", 1, 1, "conflict", "failed: patient kept changing on the server, not updated (b03-r40)"),
+        ("newer_on_record", 1, 0, "skipped", "skipped: newer number on record (b03-r40)"),
+        ("partial", 2, 1, "failed", "failed: 1/2 patients not updated: boom (b03-r40)"),
+        ("rejected", 1, 1, "failed", "failed: rejected by the FHIR server: boom (b03-r40)"),
+    ],
+)
+def test_outcome_statuses(outcome: str, patients: int, failed: int, kind: str, text: str) -> None:
+    status = from_outcome(40, "X", 3, outcome, patients, failed, "boom", None)
+    assert (status.kind, status.text) == (kind, text)

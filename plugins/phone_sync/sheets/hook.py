@@ -1,0 +1,115 @@
+"""SheetsHook: the one place that knows the region's Google connection and talks to Sheets.
+
+Credentials come from the Airflow Google connection through ``GoogleBaseHook`` (key file, key
+JSON, Secret Manager, ADC, impersonation, anonymous), with the spreadsheets scope. The extra
+``sheets_api_url`` points gspread at a proxy or the local emulator; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import google.auth.transport.requests
+import gspread
+from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+
+from phone_sync.http.pacing import Backoff, RateLimiter
+
+from .http_client import PUBLIC_SHEETS_URL, PacedHTTPClient, RequestCounter
+
+SPREADSHEETS_SCOPE = "https://www.googleapis.com/auth/spreadsheets"
+
+
+class SheetsHook(GoogleBaseHook):
+    """gspread client for one region: paced to its quota, retrying politely, counting requests.
+
+    :param gcp_conn_id: Airflow connection of type ``google_cloud_platform``.
+    :param requests_per_minute: the region's Sheets quota per user (Google's default is 60).
+    :param backoff: retry policy for 429/5xx; tests pass a small one.
+    :param timeout: seconds to wait for each HTTP answer.
+    """
+
+    conn_name_attr = "gcp_conn_id"
+    default_conn_name = "google_cloud_default"
+    conn_type = "google_cloud_platform"
+    hook_name = "Google Sheets (phone sync)"
+
+    def __init__(
+        self,
+        gcp_conn_id: str = default_conn_name,
+        requests_per_minute: int = 60,
+        *,
+        backoff: Backoff | None = None,
+        timeout: float | None = 60.0,
+        impersonation_chain: str | Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(gcp_conn_id=gcp_conn_id, impersonation_chain=impersonation_chain, **kwargs)
+        if requests_per_minute < 1:
+            raise ValueError(f"requests_per_minute must be at least 1, got {requests_per_minute}")
+        self.requests_per_minute = requests_per_minute
+        self.backoff = backoff or Backoff()
+        self.timeout = timeout
+        self.counter = RequestCounter()
+        self._client: gspread.Client | None = None
+
+    @property
+    def scopes(self) -> Sequence[str]:
+        """The spreadsheets scope, unless the connection names its own ``scope`` extra."""
+        configured = self._get_field("scope", None)
+        if configured:
+            return [s.strip() for s in str(configured).split(",") if s.strip()]
+        return [SPREADSHEETS_SCOPE]
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the Sheets API: connection extra ``sheets_api_url`` or Google's endpoint."""
+        return str(self._get_field("sheets_api_url", None) or PUBLIC_SHEETS_URL).rstrip("/")
+
+    def get_conn(self) -> gspread.Client:
+        """One gspread client per hook, so pacing and counts cover everything the hook sends."""
+        if self._client is None:
+            credentials = self.get_credentials()
+            limiter = RateLimiter(self.requests_per_minute / 60.0, burst=1)
+
+            def http_client(auth: Any, session: Any) -> PacedHTTPClient:
+                return PacedHTTPClient(
+                    auth, session, base_url=self.api_url, limiter=limiter,
+                    backoff=self.backoff, counter=self.counter, timeout=self.timeout,
+                )
+
+            self._client = gspread.Client(auth=credentials, http_client=http_client)  # type: ignore[arg-type]
+        return self._client
+
+    @property
+    def http(self) -> PacedHTTPClient:
+        """The low-level client (values.get, values:batchGet, ...) the readers and writers use."""
+        return self.get_conn().http_client  # type: ignore[return-value]
+
+    @property
+    def request_count(self) -> int:
+        return self.counter.total
+
+    @property
+    def read_requests(self) -> int:
+        return self.counter.read
+
+    @property
+    def write_requests(self) -> int:
+        return self.counter.write
+
+    def request_counts(self) -> dict[str, int]:
+        """Counts for logs and the run report: total, read, write, throttled, retried."""
+        return self.counter.as_dict()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's Test button: obtain credentials (and a token unless anonymous)."""
+        if self._get_field("is_anonymous"):
+            return True, f"Anonymous credentials; Sheets API at {self.api_url}"
+        try:
+            credentials = self.get_credentials()
+            credentials.refresh(google.auth.transport.requests.Request())
+        except Exception as exc:  # the UI shows the message
+            return False, f"Could not obtain a token: {exc}"
+        return True, f"Token obtained; Sheets API at {self.api_url}"

@@ -1,0 +1,105 @@
+"""Reading the rows of a run: one small header read, then one ``values:batchGet`` for the data.
+
+Only the needed columns are fetched, column-major, as UNFORMATTED values: a phone stored as a
+number arrives with every digit (not the ``6.28123E+12`` the formatted view shows) and text
+is never numericised (``0812…`` keeps its leading zero). Lean enough for 100,000 rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+from phone_sync.config import SheetsConfig
+
+from .a1 import cell_range
+from .headers import MissingHeaderError, read_header, require
+from .hook import SheetsHook
+from .values import CellValue, as_date, as_text, is_empty
+
+__all__ = ["MissingHeaderError", "SheetRow", "read_rows"]
+
+log = logging.getLogger(__name__)
+
+DATA_PARAMS = {
+    "valueRenderOption": "UNFORMATTED_VALUE",
+    "dateTimeRenderOption": "SERIAL_NUMBER",  # date cells as serial numbers: no locale guessing
+    "majorDimension": "COLUMNS",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SheetRow:
+    """One data row as read. ``phone`` is the raw unformatted cell (``None`` when empty)."""
+
+    row: int
+    identifier: str
+    phone: str | int | float | bool | None
+    status: str
+    feed_date: date | None
+
+
+def read_rows(hook: SheetsHook, sheets: SheetsConfig) -> list[SheetRow]:
+    """All non-blank data rows below the header row, each with its sheet row number.
+
+    Raises MissingHeaderError for a missing identifier, phone or (configured) feed-date header.
+    A missing status header is not an error here: write-back adds it.
+    """
+    header = read_header(hook, sheets)
+    names = sheets.columns
+    wanted: dict[str, int] = {
+        "identifier": require(header, sheets, names.identifier),
+        "phone": require(header, sheets, names.phone),
+    }
+    if names.feed_date:
+        wanted["feed_date"] = require(header, sheets, names.feed_date)
+    status_column = header.find(names.status)
+    if status_column is not None:
+        wanted["status"] = status_column
+
+    first = sheets.header_row + 1
+    answer = hook.http.values_batch_get(
+        sheets.spreadsheet_id,
+        [cell_range(sheets.worksheet, column, first) for column in wanted.values()],
+        params=dict(DATA_PARAMS),
+    )
+    columns: dict[str, list[CellValue]] = {
+        field: (value_range.get("values") or [[]])[0]
+        for field, value_range in zip(wanted, answer.get("valueRanges", []), strict=True)
+    }
+    del answer  # the parsed response is the biggest object of a run; let it go early
+    rows = _build_rows(columns, first)
+    log.info(
+        "Read %d rows from worksheet %r (%d blank rows skipped)",
+        len(rows), sheets.worksheet, max((len(c) for c in columns.values()), default=0) - len(rows),
+    )
+    return rows
+
+
+def _build_rows(columns: dict[str, list[CellValue]], first_row: int) -> list[SheetRow]:
+    height = max((len(c) for c in columns.values()), default=0)
+    empty: list[CellValue] = []
+    identifiers = columns.get("identifier", empty)
+    phones = columns.get("phone", empty)
+    statuses = columns.get("status", empty)
+    feed_dates = columns.get("feed_date", empty)
+
+    def at(column: list[CellValue], index: int) -> CellValue:
+        return column[index] if index < len(column) else None
+
+    rows: list[SheetRow] = []
+    for index in range(height):
+        identifier, phone = at(identifiers, index), at(phones, index)
+        if is_empty(identifier) and is_empty(phone):
+            continue  # blank row: nothing to sync, nothing to report
+        rows.append(
+            SheetRow(
+                row=first_row + index,
+                identifier=as_text(identifier),
+                phone=None if is_empty(phone) else phone,
+                status=as_text(at(statuses, index)),
+                feed_date=as_date(at(feed_dates, index)),
+            )
+        )
+    return rows

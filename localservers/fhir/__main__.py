@@ -1,0 +1,112 @@
+"""``python -m localservers.fhir --host 127.0.0.1 --port N --db FILE [knobs]``: run the local FHIR server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from localservers.fhir.app import TRANSPORT_KEY, ServerState, create_app
+from localservers.fhir.auth import Auth
+from localservers.fhir.faults import Faults, Knobs
+from localservers.fhir.interactions import Interactions
+from localservers.fhir.store import Store
+
+try:  # uvicorn's default HTTP implementation when httptools is installed
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _BaseProtocol
+except ImportError:  # pragma: no cover
+    _BaseProtocol = None
+
+
+def _protocol() -> type | str:
+    """An HTTP protocol that puts its transport in the ASGI scope, so a fault can drop the connection."""
+    if _BaseProtocol is None:
+        return "auto"
+
+    class DroppableProtocol(_BaseProtocol):  # type: ignore[misc, valid-type]
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.scope[TRANSPORT_KEY] = self.transport  # type: ignore[literal-required]
+
+    return DroppableProtocol
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m localservers.fhir", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--db", type=Path, default=Path("var/fhir.sqlite"), help="SQLite file (kept across restarts)")
+    parser.add_argument("--base-path", default="", help="FHIR base path, e.g. /fhir (default: server root)")
+    parser.add_argument("--token", action="append", default=[], help="accepted static bearer token (repeatable)")
+    parser.add_argument("--token-file", type=Path, help="file with one accepted bearer token per line")
+    parser.add_argument(
+        "--oauth-client", action="append", default=[], metavar="ID:SECRET", help="OAuth2 client credentials"
+    )
+    parser.add_argument("--token-expires-in", type=int, default=3600, help="lifetime of issued tokens (s)")
+    parser.add_argument("--token-path", default="/oauth2/token")
+    parser.add_argument("--page-size", type=int, default=20, help="default search page size (HAPI: 20)")
+    parser.add_argument("--max-page-size", type=int, default=500)
+    parser.add_argument("--conflict-status", type=int, choices=(409, 412), default=409)
+    parser.add_argument("--no-batch", action="store_true", help="refuse batch/transaction Bundles")
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--throttle-every", type=int, default=0, help="answer every Nth request with 429")
+    parser.add_argument("--throttle-rps", type=float, default=0.0, help="429 above this many requests per second")
+    parser.add_argument("--throttle-for", type=float, default=0.0, help="429 everything for the first S seconds")
+    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds sent with 429")
+    parser.add_argument("--outage-for", type=float, default=0.0, help="503 everything for the first S seconds")
+    parser.add_argument("--drop-every", type=int, default=0, help="drop every Nth connection without answering")
+    parser.add_argument("--log-level", default="warning")
+    return parser.parse_args(argv)
+
+
+def build_state(args: argparse.Namespace) -> ServerState:
+    tokens = set(args.token)
+    if args.token_file:
+        tokens |= {line.strip() for line in args.token_file.read_text().splitlines() if line.strip()}
+    clients = dict(item.split(":", 1) for item in args.oauth_client)
+    knobs = Knobs(
+        latency_ms=args.latency_ms,
+        throttle_every=args.throttle_every,
+        throttle_rps=args.throttle_rps,
+        throttle_for_seconds=args.throttle_for,
+        retry_after=args.retry_after,
+        outage_for_seconds=args.outage_for,
+        drop_every=args.drop_every,
+        conflict_status=args.conflict_status,
+        batch_enabled=not args.no_batch,
+    )
+    args.db.parent.mkdir(parents=True, exist_ok=True)
+    store = Store(args.db)
+    faults = Faults(knobs)
+    return ServerState(
+        store=store,
+        auth=Auth(static_tokens=tokens, clients=clients, expires_in=args.token_expires_in),
+        faults=faults,
+        interactions=Interactions(store, faults, args.page_size, args.max_page_size),
+        base_path="/" + args.base_path.strip("/") if args.base_path.strip("/") else "",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper())
+    state = build_state(args)
+    config = uvicorn.Config(
+        create_app(state, args.token_path),
+        host=args.host,
+        port=args.port,
+        http=_protocol(),
+        log_level=args.log_level,
+        access_log=False,
+        lifespan="off",
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        state.store.close()
+
+
+if __name__ == "__main__":
+    main()

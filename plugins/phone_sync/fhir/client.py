@@ -1,0 +1,276 @@
+"""Apply a batch of phone updates to a FHIR server: search in chunks, merge telecom, write one batch Bundle.
+
+Request economy for 100 rows in the normal case: 5 searches (20 identifiers each) + 1 batch Bundle.
+Per-row problems become outcomes; only transient server trouble that outlives the retries raises
+(:class:`FhirUnavailable`), so the Airflow task fails and can be cleared. Re-running the same updates
+writes nothing (every patient is ``unchanged``), so a retried task creates no new versions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from phone_sync.config import FhirConfig, PhoneRules
+from phone_sync.fhir.errors import FhirAuthError, FhirConfigError, FhirError, FhirUnavailable
+from phone_sync.fhir.hook import FhirHook
+from phone_sync.fhir.scrub import scrub
+from phone_sync.fhir.search import find_patients
+from phone_sync.fhir.telecom import merge_phone
+from phone_sync.fhir.validate import validation_problem
+from phone_sync.fhir.writer import PatientWriter, Put
+from phone_sync.masking import mask
+
+__all__ = [
+    "FhirAuthError",
+    "FhirClient",
+    "FhirConfigError",
+    "FhirError",
+    "FhirUnavailable",
+    "PhoneUpdate",
+    "RowOutcome",
+]
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("updated", "unchanged", "not_found", "conflict", "rejected", "partial", "newer_on_record")
+FAILED = ("conflict", "rejected", "newer_on_record")
+CONFLICT_STATUS = frozenset({409, 412})
+
+
+@dataclass(frozen=True)
+class PhoneUpdate:
+    row: int  # sheet row number
+    identifier: str  # identifier value (system comes from FhirConfig.identifier_system)
+    phone: str  # the value to write, already cleaned and formatted per PhoneRules.output_format
+    effective: date  # period.start of the new number (row's feed date, else the run's logical date)
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    row: int
+    outcome: str  # one of OUTCOMES
+    patients: int = 0  # patients matched
+    failed: int = 0  # patients not updated (for "partial": k of n failed)
+    reason: str | None = None  # short human text, never PHI
+
+
+@dataclass
+class _Work:
+    """One matched patient and the rows that touch it, applied in (effective date, row) order."""
+
+    patient_id: str
+    resource: dict[str, Any]
+    steps: list[int] = field(default_factory=list)
+    status: dict[int, str] = field(default_factory=dict)
+    reason: dict[int, str] = field(default_factory=dict)
+    pending: dict[str, Any] | None = None
+    superseded: set[int] = field(default_factory=set)
+    conflicts: int = 0
+    transient: int = 0
+
+    @property
+    def version(self) -> str | None:
+        version = (self.resource.get("meta") or {}).get("versionId")
+        return str(version) if version is not None else None
+
+    def settle(self, outcome: str, reason: str | None = None) -> None:
+        """Give every step still waiting for a write its final status."""
+        for step, status in self.status.items():
+            if status == "pending":
+                self.status[step] = outcome
+                if reason:
+                    self.reason[step] = reason
+        self.pending = None
+
+
+class FhirClient:
+    """The FHIR side of one batch task (see module docstring)."""
+
+    def __init__(self, hook: FhirHook, fhir: FhirConfig, phone: PhoneRules, *, search_page_size: int = 100) -> None:
+        self.hook = hook
+        self.fhir = fhir
+        self.phone = phone
+        self.search_page_size = search_page_size
+        self.writer = PatientWriter(hook)
+        self._updates: list[PhoneUpdate] = []
+
+    @property
+    def stats(self) -> dict[str, int | float]:
+        """``requests_<kind>`` counts (search, batch, put, read, token, metadata), retries, wait seconds."""
+        stats = self.hook.snapshot_stats()
+        for kind in ("search", "batch", "put", "read", "token"):
+            stats.setdefault(f"requests_{kind}", 0)
+        return stats
+
+    def apply(self, updates: list[PhoneUpdate]) -> list[RowOutcome]:
+        """One outcome per update, same order."""
+        if not updates:
+            return []
+        self._updates = list(updates)
+        found = find_patients(
+            self.hook,
+            self.fhir.identifier_system,
+            (u.identifier for u in updates),
+            chunk_size=self.fhir.search_chunk_size,
+            page_size=self.search_page_size,
+        )
+        works: dict[str, _Work] = {}
+        matched: list[list[str]] = []
+        for index, update in enumerate(updates):
+            patients = found.get(update.identifier, {})
+            matched.append(list(patients))
+            for patient_id, resource in patients.items():
+                works.setdefault(patient_id, _Work(patient_id, resource)).steps.append(index)
+        for work in works.values():
+            work.steps.sort(key=lambda i: (updates[i].effective, i))
+            self._plan(work)
+        self._write(list(works.values()))
+        outcomes = [self._row_outcome(i, matched[i], works) for i in range(len(updates))]
+        counts = Counter(o.outcome for o in outcomes)
+        log.info(
+            "FHIR apply: %d rows, %d patients matched; %s; %d requests",
+            len(updates),
+            len(works),
+            ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+            sum(v for k, v in self.stats.items() if k.startswith("requests_")),
+        )
+        for outcome, update in zip(outcomes, updates, strict=True):
+            log.debug("row %d (%s): %s", update.row, mask(update.identifier), outcome.outcome)
+        return outcomes
+
+    # planning
+
+    def _plan(self, work: _Work) -> None:
+        """Recompute the patient's telecom from its latest known version, step by step."""
+        telecom = work.resource.get("telecom") or []
+        changed: list[int] = []
+        work.status.clear()
+        work.reason.clear()
+        for step in work.steps:
+            update = self._updates[step]
+            change = merge_phone(
+                telecom, update.phone, update.effective, self.fhir.telecom_policy, self.phone.default_country
+            )
+            if change.status == "changed":
+                telecom = change.telecom
+                changed.append(step)
+                work.status[step] = "pending"
+            else:
+                work.status[step] = change.status
+                if change.status == "newer_on_record":
+                    work.reason[step] = "the record already has a number that started after this row's date"
+        work.superseded = set(changed[:-1]) if self.fhir.telecom_policy == "replace" else set()
+        work.pending = None
+        if not changed:
+            return
+        candidate = {**work.resource, "telecom": telecom}
+        problem = validation_problem(candidate)
+        if problem:
+            work.settle("rejected", f"not sent: {problem}")
+            return
+        work.pending = candidate
+
+    # writing
+
+    def _write(self, works: list[_Work]) -> None:
+        todo = [w for w in works if w.pending is not None]
+        while todo:
+            for work in todo:
+                if work.version is None:
+                    self._reread(work)  # search results without meta.versionId: If-Match needs it
+            ready = [w for w in todo if w.pending is not None and w.version is not None]
+            for work in todo:
+                if work.pending is not None and work.version is None:
+                    work.settle("rejected", "the server gives no version for this patient (If-Match impossible)")
+            if not ready:
+                return
+            results = self.writer.write([Put(w.patient_id, w.version or "", w.pending or {}) for w in ready])
+            again: list[_Work] = []
+            for work in ready:
+                result = results[work.patient_id]
+                if 200 <= result.status < 300:
+                    work.settle("updated")
+                elif result.status in CONFLICT_STATUS:
+                    work.conflicts += 1
+                    if work.conflicts > self.fhir.max_conflict_retries:
+                        work.settle("conflict", f"patient kept changing on the server ({work.conflicts} conflicts)")
+                        continue
+                    log.info("Patient/%s changed meanwhile (HTTP %d); re-reading", work.patient_id, result.status)
+                    self._reread(work)
+                    again.append(work)
+                elif result.status == 429 or result.status >= 500:
+                    work.transient += 1
+                    if work.transient >= self.hook.backoff.attempts:
+                        raise FhirUnavailable(
+                            f"connection '{self.hook.fhir_conn_id}': a patient update still answered "
+                            f"HTTP {result.status} after {work.transient} attempts"
+                        )
+                    again.append(work)
+                else:
+                    detail = scrub(result.diagnostics, self._known_values(work))
+                    work.settle("rejected", f"HTTP {result.status}" + (f": {detail}" if detail else ""))
+            transient = [w for w in again if w.transient and w.pending is not None]
+            if transient:
+                attempt = max(w.transient for w in transient)
+                self.hook.wait_before_retry(attempt, None, "PUT Patient (batch entry)", "transient entry status")
+            todo = [w for w in again if w.pending is not None]
+
+    def _reread(self, work: _Work) -> None:
+        response = self.hook.request("GET", f"Patient/{work.patient_id}", kind="read")
+        if response.status_code in (404, 410):
+            work.settle("conflict", "patient was deleted on the server meanwhile")
+            return
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code != 200 or not isinstance(body, dict) or body.get("resourceType") != "Patient":
+            raise FhirError(f"re-reading a patient answered HTTP {response.status_code}")
+        if not (body.get("meta") or {}).get("versionId"):
+            etag = response.headers.get("ETag", "")
+            version = etag.removeprefix("W/").strip('"')
+            if version:
+                body["meta"] = {**(body.get("meta") or {}), "versionId": version}
+        work.resource = body
+        self._plan(work)
+
+    def _known_values(self, work: _Work) -> set[str]:
+        """Every PHI string we could recognise in a server message about this patient."""
+        values = {self._updates[i].identifier for i in work.steps} | {self._updates[i].phone for i in work.steps}
+        resource = work.resource
+        for key in ("identifier", "telecom"):
+            values |= {str(item.get("value")) for item in resource.get(key) or [] if isinstance(item, dict)}
+        for name in resource.get("name") or []:
+            if isinstance(name, dict):
+                values |= {str(name.get("text") or ""), str(name.get("family") or "")}
+                values |= {str(g) for g in name.get("given") or []}
+        return {v for v in values if len(v) >= 3}
+
+    # outcomes
+
+    def _row_outcome(self, index: int, patient_ids: list[str], works: dict[str, _Work]) -> RowOutcome:
+        row = self._updates[index].row
+        if not patient_ids:
+            return RowOutcome(row, "not_found", 0, 0, "no patient with this identifier")
+        total = len(patient_ids)
+        statuses = [works[p].status.get(index, "conflict") for p in patient_ids]
+        reasons = [works[p].reason.get(index) for p in patient_ids if works[p].reason.get(index)]
+        failed = sum(1 for s in statuses if s in FAILED)
+        if failed == 0:
+            if "updated" in statuses:
+                superseded = any(index in works[p].superseded for p in patient_ids)
+                note = "superseded by a later row for the same patient in this batch" if superseded else None
+                return RowOutcome(row, "updated", total, 0, note)
+            return RowOutcome(row, "unchanged", total, 0, None)
+        kinds = Counter(s for s in statuses if s in FAILED)
+        if failed == total and len(kinds) == 1:
+            return RowOutcome(row, statuses[0], total, failed, reasons[0] if reasons else None)
+        summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        reason = f"{failed} of {total} patients not updated ({summary})"
+        if reasons:
+            reason += f"; {reasons[0]}"
+        return RowOutcome(row, "partial", total, failed, reason[:200])

@@ -1,0 +1,19 @@
+"""Exceptions of the FHIR side. Messages never carry tokens, identifiers or phone numbers."""
+
+from __future__ import annotations
+
+
+class FhirError(Exception):
+    """The FHIR server answered something this client cannot use (the batch task should fail)."""
+
+
+class FhirUnavailable(FhirError):
+    """Transient trouble (no answer, 5xx, 429) that outlived every retry: fail the task, retry it later."""
+
+
+class FhirAuthError(FhirError):
+    """Credentials were refused (401 after a refresh, or the token endpoint said no)."""
+
+
+class FhirConfigError(FhirError, ValueError):
+    """The Airflow connection cannot be used as configured (e.g. plain http to a remote host)."""

@@ -1,0 +1,255 @@
+"""Writing statuses back: re-check row identity, then as few ``values:batchUpdate`` requests as possible.
+
+Operators sort, insert and delete rows while a run is in flight. Before writing, the identifier
+column is read again (one request); a status goes where that row still holds its identifier,
+follows the identifier if it moved and is unique, and is otherwise not written (reported as not
+placed). A status never lands next to the wrong patient. Values go out RAW, so text such as
+``=HYPERLINK(...)`` stays text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from gspread.exceptions import APIError
+
+from phone_sync.config import SheetsConfig
+from phone_sync.masking import mask
+
+from .a1 import cell_range
+from .headers import ensure_grid_columns, plan_write_columns, read_header, require
+from .hook import SheetsHook
+from .values import as_text
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 2_000_000  # Google's recommended maximum request payload
+_ENVELOPE_BYTES = 200  # {"valueInputOption": "RAW", "data": [...]} around the value ranges
+
+
+@dataclass(frozen=True)
+class StatusCell:
+    """A status for the row that held ``identifier`` at sheet row ``row`` when it was read."""
+
+    row: int
+    identifier: str
+    text: str
+    link: str | None = None
+
+
+@dataclass
+class WriteResult:
+    written: int = 0
+    moved: int = 0
+    not_placed: list[int] = field(default_factory=list)  # rows (as read) whose status was not written
+    requests: int = 0
+
+
+class StatusWriteError(RuntimeError):
+    """Statuses that could not be written after retries; the task fails so a clear retries them."""
+
+
+@dataclass(frozen=True)
+class _Placed:
+    row: int  # where it is written now
+    cell: StatusCell
+
+
+def place(cells: list[StatusCell], current: list[object], first_row: int) -> tuple[list[_Placed], list[StatusCell]]:
+    """Match each status to the row that holds its identifier now.
+
+    ``current`` is the identifier column as re-read, starting at sheet row ``first_row``.
+    A row that still holds the identifier gets it; otherwise the identifier's new row if it is
+    the only one; otherwise nothing. Two statuses never claim the same row: one that stayed put
+    beats one that moved, and two that moved to one row are both left out.
+    """
+    texts = [as_text(v) for v in current]  # type: ignore[arg-type]
+    seen = Counter(texts)
+    unique_row = {text: first_row + i for i, text in enumerate(texts) if text and seen[text] == 1}
+
+    def now_at(row: int) -> str:
+        index = row - first_row
+        return texts[index] if 0 <= index < len(texts) else ""
+
+    stayed: dict[int, StatusCell] = {}
+    moved: dict[int, list[StatusCell]] = {}
+    lost: list[StatusCell] = []
+    for cell in cells:
+        if now_at(cell.row) == cell.identifier and cell.row not in stayed:
+            stayed[cell.row] = cell
+        elif cell.identifier and cell.identifier in unique_row:
+            moved.setdefault(unique_row[cell.identifier], []).append(cell)
+        else:
+            lost.append(cell)
+    placed = [_Placed(row, cell) for row, cell in stayed.items()]
+    for row, claimants in moved.items():
+        if row in stayed or len(claimants) > 1:
+            lost.extend(claimants)
+        else:
+            placed.append(_Placed(row, claimants[0]))
+    placed.sort(key=lambda p: p.row)
+    return placed, lost
+
+
+def _runs(rows: list[int]) -> Iterator[tuple[int, int]]:
+    """(start index, end index) of each run of consecutive row numbers in sorted ``rows``."""
+    start = 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i] != rows[i - 1] + 1:
+            yield start, i - 1
+            start = i
+
+
+def _blocks(columns: list[int]) -> list[list[int]]:
+    """Adjacent columns grouped, so status, run time and run id side by side make one range."""
+    blocks: list[list[int]] = []
+    for column in sorted(columns):
+        if blocks and column == blocks[-1][-1] + 1:
+            blocks[-1].append(column)
+        else:
+            blocks.append([column])
+    return blocks
+
+
+def value_ranges(
+    worksheet: str, placed: list[_Placed], columns: dict[str, int], run_id: str | None, run_time: datetime | None
+) -> list[dict[str, object]]:
+    """Contiguous rows merged into ranges, one per run of rows and block of adjacent columns."""
+    time_text = run_time.isoformat(sep=" ", timespec="seconds") if run_time else None
+    getters = {
+        "status": lambda c: c.text,
+        "run_time": lambda c: time_text,
+        "run_id": lambda c: run_id,
+        "status_link": lambda c: c.link or "",  # "" clears a link left by an earlier run
+    }
+    by_column = {
+        column: getters[name]
+        for name, column in columns.items()
+        if not (name == "run_time" and time_text is None) and not (name == "run_id" and run_id is None)
+    }
+    rows = [p.row for p in placed]
+    out: list[dict[str, object]] = []
+    for start, end in _runs(rows):
+        for block in _blocks(list(by_column)):
+            out.append(
+                {
+                    "range": cell_range(worksheet, block[0], rows[start], block[-1], rows[end]),
+                    "values": [[by_column[col](p.cell) for col in block] for p in placed[start : end + 1]],
+                }
+            )
+    return out
+
+
+def _size(value: object) -> int:
+    return len(json.dumps(value).encode())  # as requests encodes a body: ", " separators, ASCII escapes
+
+
+def _piece(item: dict[str, object], start: int, end: int) -> dict[str, object]:
+    """Rows ``start..end-1`` of a value range, with its A1 range narrowed to match."""
+    values: list[list[object]] = item["values"]  # type: ignore[assignment]
+    if start == 0 and end == len(values):
+        return item
+    sheet_part, _, cells_part = str(item["range"]).rpartition("!")
+    first, _, last = cells_part.partition(":")
+    col1 = first.rstrip("0123456789")
+    col2 = last.rstrip("0123456789") or col1
+    row1 = int(first[len(col1) :])
+    return {"range": f"{sheet_part}!{col1}{row1 + start}:{col2}{row1 + end - 1}", "values": values[start:end]}
+
+
+def chunk_by_payload(ranges: list[dict[str, object]], limit: int) -> Iterator[list[dict[str, object]]]:
+    """Pack value ranges into as few requests of at most ``limit`` bytes of JSON as possible.
+
+    A range that does not fit in what is left of a request is cut between rows, so every
+    request but the last is nearly full.
+    """
+    batch: list[dict[str, object]] = []
+    size = _ENVELOPE_BYTES
+    for item in ranges:
+        values: list[list[object]] = item["values"]  # type: ignore[assignment]
+        overhead = _size({"range": item["range"], "values": []}) + 2 + 16  # a cut range may name longer rows
+        start = 0
+        piece_size = overhead
+        for index, row in enumerate(values):
+            row_size = _size(row) + 2
+            if size + piece_size + row_size > limit:
+                if index > start:
+                    batch.append(_piece(item, start, index))
+                    start = index
+                if not batch:
+                    raise ValueError(f"one row of statuses is larger than the {limit}-byte request limit")
+                yield batch
+                batch, size, piece_size = [], _ENVELOPE_BYTES, overhead
+            piece_size += row_size
+        if start < len(values):
+            batch.append(_piece(item, start, len(values)))
+            size += piece_size
+    if batch:
+        yield batch
+
+
+def write_statuses(
+    hook: SheetsHook,
+    sheets: SheetsConfig,
+    cells: list[StatusCell],
+    run_id: str | None,
+    run_time: datetime | None,
+    *,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+) -> WriteResult:
+    """Write every status that can be placed safely; raise StatusWriteError if the API refuses.
+
+    Requests: header (1) + identifier column (1) + one ``values:batchUpdate`` per ~2 MB of
+    statuses; adding a header beyond the grid's last column costs two more, once.
+    """
+    before = hook.request_count
+    result = WriteResult()
+    header = read_header(hook, sheets)
+    identifier_column = require(header, sheets, sheets.columns.identifier)
+    columns, new_headers = plan_write_columns(header, sheets)
+    if new_headers:
+        ensure_grid_columns(hook, sheets, max(columns.values()))
+    if not cells and not new_headers:
+        result.requests = hook.request_count - before
+        return result
+
+    first = sheets.header_row + 1
+    answer = hook.http.values_get(
+        sheets.spreadsheet_id,
+        cell_range(sheets.worksheet, identifier_column, first),
+        params={"valueRenderOption": "UNFORMATTED_VALUE", "majorDimension": "COLUMNS"},
+    )
+    current = (answer.get("values") or [[]])[0]
+    placed, lost = place(cells, current, first)
+    result.moved = sum(1 for p in placed if p.row != p.cell.row)
+    result.not_placed = sorted(c.row for c in lost)
+    for cell in lost:
+        log.warning(
+            "Status for row %d (identifier %s) not written: the row no longer holds it and it is not "
+            "unique elsewhere in worksheet %r", cell.row, mask(cell.identifier), sheets.worksheet,
+        )
+
+    ranges = new_headers + value_ranges(sheets.worksheet, placed, columns, run_id, run_time)
+    batches = list(chunk_by_payload(ranges, max_payload_bytes))
+    for number, batch in enumerate(batches, start=1):
+        try:
+            hook.http.values_batch_update(sheets.spreadsheet_id, {"valueInputOption": "RAW", "data": batch})
+        except APIError as exc:
+            raise StatusWriteError(
+                f"request {number} of {len(batches)} writing {len(placed)} statuses to worksheet "
+                f"{sheets.worksheet!r} failed after retries: Sheets API answered {exc.code} "
+                f"{exc.error.get('status', '')}; earlier requests were written, and clearing the task "
+                "writes them all again (writes are idempotent)"
+            ) from exc
+    result.written = len(placed)
+    result.requests = hook.request_count - before
+    log.info(
+        "Wrote %d statuses to worksheet %r (%d followed a moved row, %d not placed) in %d Sheets requests",
+        result.written, sheets.worksheet, result.moved, len(result.not_placed), result.requests,
+    )
+    return result

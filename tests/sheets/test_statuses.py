@@ -85,7 +85,8 @@ def test_sort_mid_run_keeps_every_status_beside_its_patient(emulator, hook, spre
     write_statuses(hook, sheets, cells, None, None)
 
     rows = emulator.cells(spreadsheet_id, "Sheet1", "A2:C6", view="unformatted")
-    assert [(line[0], line[2]) for line in rows] == [(i, f"for {i}") for i in ("ID009", "ID007", "ID005", "ID003", "ID001")]
+    expected = ["ID009", "ID007", "ID005", "ID003", "ID001"]
+    assert [(line[0], line[2]) for line in rows] == [(i, f"for {i}") for i in expected]
 
 
 def test_duplicate_identifier_inserted_mid_run_does_not_move_statuses(emulator, hook, spreadsheet_id):
@@ -173,7 +174,10 @@ def test_optional_columns_written_alongside_in_one_range(emulator, hook, spreads
                  ["A", "1", "", "", "", "old link"], ["B", "2", "", "", "", "old link"]],
     }])
     sheets = sheets_config(spreadsheet_id, run_time="Last Run", run_id="run", status_link="details")
-    cells = [StatusCell(2, "A", "failed: invalid phone (b01-r2)", link="http://airflow/x"), StatusCell(3, "B", "success")]
+    cells = [
+        StatusCell(2, "A", "failed: invalid phone (b01-r2)", link="http://airflow/x"),
+        StatusCell(3, "B", "success"),
+    ]
     emulator.reset_counts()
 
     write_statuses(hook, sheets, cells, "manual__7", datetime(2024, 5, 1, 10, 30))

@@ -29,7 +29,7 @@ from .values import as_text
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 2_000_000  # Google's recommended maximum request payload
-_ENVELOPE_BYTES = 200  # {"valueInputOption": "RAW", "data": [...]} around the value ranges
+_ENVELOPE_BYTES = 64  # {"valueInputOption": "RAW", "data": [...]} around the value ranges
 
 
 @dataclass(frozen=True)
@@ -65,16 +65,18 @@ def place(cells: list[StatusCell], current: list[object], first_row: int) -> tup
 
     ``current`` is the identifier column as re-read, starting at sheet row ``first_row``.
     A row that still holds the identifier gets it; otherwise the identifier's new row if it is
-    the only one; otherwise nothing. Two statuses never claim the same row: one that stayed put
+    the only one; otherwise nothing. A row read without an identifier cannot be followed: its
+    status goes only where a row without identifier still is. Two statuses never claim the same row: one that stayed put
     beats one that moved, and two that moved to one row are both left out.
     """
     texts = [as_text(v) for v in current]  # type: ignore[arg-type]
     seen = Counter(texts)
     unique_row = {text: first_row + i for i, text in enumerate(texts) if text and seen[text] == 1}
 
-    def now_at(row: int) -> str:
+    def now_at(row: int) -> str | None:
+        """The identifier there now; ``None`` past the data (a row without identifier is ``""``)."""
         index = row - first_row
-        return texts[index] if 0 <= index < len(texts) else ""
+        return texts[index] if 0 <= index < len(texts) else None
 
     stayed: dict[int, StatusCell] = {}
     moved: dict[int, list[StatusCell]] = {}

@@ -1,0 +1,96 @@
+"""The emulator behaves like Sheets where the project depends on it (checked over plain HTTP)."""
+
+from __future__ import annotations
+
+import requests
+
+from .helpers import HEADER
+
+
+def api(emulator, method, path, **kwargs):
+    return requests.request(method, f"{emulator.url}/v4/spreadsheets/{path}", timeout=10, **kwargs)
+
+
+def test_user_entered_parses_like_the_ui_and_raw_stores_as_given(emulator, spreadsheet_id):
+    emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [HEADER]}])
+    values = [["0812", "=HYPERLINK(\"http://x\",\"label\")", "TRUE", "2024-05-01", "+6281234567890", "'0812"]]
+    for row, option in ((2, "USER_ENTERED"), (3, "RAW")):
+        answer = api(emulator, "PUT", f"{spreadsheet_id}/values/Sheet1%21A{row}",
+                     params={"valueInputOption": option}, json={"values": values})
+        assert answer.ok, answer.text
+
+    user_entered, raw = emulator.cells(spreadsheet_id, "Sheet1", "A2:F3")
+    assert [c["type"] for c in user_entered] == ["number", "formula", "bool", "date", "number", "text"]
+    assert user_entered[0]["value"] == 812  # a number never keeps a leading zero
+    assert user_entered[1]["formula"].startswith("=HYPERLINK")
+    assert user_entered[1]["value"] == "label"
+    assert user_entered[4]["formatted"] == "6.28123E+12"
+    assert user_entered[5]["value"] == "0812"
+    assert [c["type"] for c in raw] == ["text"] * 6
+    assert [c["value"] for c in raw] == values[0]
+
+
+def test_render_options_differ_as_in_sheets(emulator, spreadsheet_id):
+    emulator.create(spreadsheet_id, [{
+        "title": "Sheet1", "rows": [["phone", "date", "f"], ["6281234567890", "2024-05-01", "=HYPERLINK(\"u\")"]],
+        "scientific": ["phone"],
+    }])
+
+    def get(**params):
+        answer = api(emulator, "GET", f"{spreadsheet_id}/values/Sheet1%21A2%3AC2", params=params)
+        return answer.json()["values"][0]
+
+    assert get() == ["6.28123E+12", "2024-05-01", "u"]
+    assert get(valueRenderOption="UNFORMATTED_VALUE") == [6281234567890, 45413, "u"]
+    assert get(valueRenderOption="UNFORMATTED_VALUE", dateTimeRenderOption="FORMATTED_STRING")[1] == "2024-05-01"
+    assert get(valueRenderOption="FORMULA")[2] == '=HYPERLINK("u")'
+
+
+def test_quota_answers_429_like_google_and_counts_by_kind(emulator, spreadsheet_id):
+    emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [HEADER]}])
+    emulator.configure(read_per_user=2, window_seconds=30)
+    emulator.reset_counts()
+
+    answers = [api(emulator, "GET", spreadsheet_id) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    error = answers[2].json()["error"]
+    assert error["code"] == 429
+    assert error["status"] == "RESOURCE_EXHAUSTED"
+    assert "Read requests per minute per user" in error["message"]
+    assert 1 <= int(answers[2].headers["Retry-After"]) <= 30
+    counts = emulator.counts()
+    assert (counts["read"], counts["write"], counts["throttled_read"]) == (3, 0, 1)
+
+
+def test_writes_outside_the_grid_fail_and_a_batch_is_all_or_nothing(emulator, spreadsheet_id):
+    emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [["a", "b"]], "col_count": 2, "row_count": 5}])
+    body = {"valueInputOption": "RAW", "data": [
+        {"range": "Sheet1!A2", "values": [["written?"]]},
+        {"range": "Sheet1!C2", "values": [["outside"]]},
+    ]}
+
+    answer = api(emulator, "POST", f"{spreadsheet_id}/values:batchUpdate", json=body)
+
+    assert answer.status_code == 400
+    assert "exceeds grid limits" in answer.json()["error"]["message"]
+    assert emulator.cells(spreadsheet_id, "Sheet1") == [[{"type": "text", "value": "a", "formatted": "a"},
+                                                          {"type": "text", "value": "b", "formatted": "b"}]]
+
+
+def test_seeding_from_csv_on_the_command_line(tmp_path):
+    from localservers.process import ServerProcess
+
+    csv_path = tmp_path / "patients.csv"
+    csv_path.write_text("identifier,phone_number\n3302011234567890,6281234567890\n'0012,'0812\n", encoding="utf-8")
+    args = ["--seed", f"demo:Pasien={csv_path}", "--scientific", "demo:Pasien=phone_number", "--token", "t0k=demo@x"]
+    with ServerProcess("localservers.sheets", args, health_path="/_emulator/health") as server:
+        headers = {"Authorization": "Bearer t0k"}
+        url = f"{server.url}/v4/spreadsheets/demo/values/Pasien%21A2%3AB3"
+        formatted = requests.get(url, headers=headers, timeout=10).json()["values"]
+        raw = requests.get(url, params={"valueRenderOption": "UNFORMATTED_VALUE"}, headers=headers, timeout=10)
+        anonymous = requests.get(url, timeout=10)
+
+    assert formatted == [["3.30201E+15", "6.28123E+12"], ["0012", "0812"]]
+    assert raw.json()["values"] == [[3302011234567890, 6281234567890], ["0012", "0812"]]
+    assert anonymous.status_code == 401

@@ -1,0 +1,66 @@
+"""Pure parts of the Sheets side: placement by identity, payload packing, A1 helpers, cell values."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from phone_sync.sheets.a1 import cell_range, col_letter
+from phone_sync.sheets.statuses import StatusCell, chunk_by_payload, place, value_ranges
+from phone_sync.sheets.values import as_date, as_text
+
+
+def test_cell_values():
+    assert as_text(6281234567890) == "6281234567890"
+    assert as_text(6281234567890.0) == "6281234567890"
+    assert as_text(" 0812 ") == "0812"
+    assert as_date(45413) == date(2024, 5, 1)
+    assert as_date("2024-05-01T10:00:00") == date(2024, 5, 1)
+    assert as_date("01/05/2024") is None
+    assert as_date(True) is None
+
+
+def test_a1():
+    assert [col_letter(n) for n in (1, 26, 27, 702, 703)] == ["A", "Z", "AA", "ZZ", "AAA"]
+    assert cell_range("Pasien's", 3, 2) == "'Pasien''s'!C2:C"
+
+
+identifiers = st.lists(st.sampled_from(["A", "B", "C", "D", "E", ""]), min_size=1, max_size=12)
+
+
+@given(before=identifiers, after=identifiers)
+def test_a_status_is_only_ever_placed_beside_its_own_identifier(before, after):
+    cells = [StatusCell(row, ident, f"s{row}") for row, ident in enumerate(before, start=2)]
+
+    placed, lost = place(cells, list(after), first_row=2)
+
+    targets = [p.row for p in placed]
+    assert len(targets) == len(set(targets))  # never two statuses for one row
+    for p in placed:
+        assert 0 <= p.row - 2 < len(after)
+        assert after[p.row - 2] == p.cell.identifier
+        if p.row != p.cell.row:  # moved: only when the identifier is unique now
+            assert after.count(p.cell.identifier) == 1
+    assert len(placed) + len(lost) == len(cells)
+
+
+@given(st.lists(st.integers(min_value=2, max_value=400), unique=True, max_size=200), st.integers(400, 3000))
+def test_payload_packing_keeps_every_status_and_the_limit(rows, limit):
+    cells = [StatusCell(r, f"id{r}", "failed: " + "é" * (r % 17)) for r in sorted(rows)]
+    placed, _ = place(cells, [f"id{r}" for r in range(2, 401)], first_row=2)
+    ranges = value_ranges("S", placed, {"status": 3}, None, None)
+
+    batches = list(chunk_by_payload(ranges, limit))
+
+    written = {}
+    for batch in batches:
+        assert len(json.dumps({"valueInputOption": "RAW", "data": batch})) <= limit
+        for item in batch:
+            first, last = item["range"].split("!")[1].split(":")
+            rows_in_range = range(int(first[1:]), int(last[1:]) + 1)
+            assert len(rows_in_range) == len(item["values"])
+            written.update(zip(rows_in_range, (v[0] for v in item["values"]), strict=True))
+    assert written == {c.row: c.text for c in cells}

@@ -1,0 +1,129 @@
+"""Connection rules: base URL assembly, https required (except loopback), extras, Airflow env connections."""
+
+from __future__ import annotations
+
+import pytest
+
+from phone_sync.fhir.connection import base_url, is_loopback
+from phone_sync.fhir.errors import FhirConfigError
+from phone_sync.fhir.hook import FhirHook
+from tests.fhir.helpers import TOKEN, LocalFhir, set_connection
+
+
+@pytest.mark.parametrize(
+    ("host", "schema", "port", "expected"),
+    [
+        ("https://fhir.example.id/fhir", None, None, "https://fhir.example.id/fhir"),
+        ("https://fhir.example.id/fhir/", None, 8443, "https://fhir.example.id:8443/fhir"),
+        ("fhir.example.id", None, None, "https://fhir.example.id"),
+        ("fhir.example.id", "https", 443, "https://fhir.example.id:443"),
+        ("fhir.example.id", "fhir/r4", None, "https://fhir.example.id/fhir/r4"),
+        (
+            "https://api-satusehat.kemkes.go.id:8443/fhir-r4/v1",
+            None,
+            9999,
+            "https://api-satusehat.kemkes.go.id:8443/fhir-r4/v1",
+        ),
+        ("http://127.0.0.1:8080", None, None, "http://127.0.0.1:8080"),
+        ("127.0.0.5", "http", 8080, "http://127.0.0.5:8080"),
+        ("http://localhost/fhir", None, None, "http://localhost/fhir"),
+        ("http://[::1]:8080", None, None, "http://[::1]:8080"),
+    ],
+)
+def test_base_url(host: str, schema: str | None, port: int | None, expected: str) -> None:
+    assert base_url(host, schema, port) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "schema"),
+    [
+        ("http://fhir.example.id/fhir", None),
+        ("fhir.example.id", "http"),
+        ("http://10.0.0.8", None),
+        ("http://128.0.0.1", None),
+        ("http://localhost.evil.example", None),
+        ("ftp://fhir.example.id", None),
+    ],
+)
+def test_plain_http_to_a_remote_host_is_refused(host: str, schema: str | None) -> None:
+    with pytest.raises(FhirConfigError, match="must use https"):
+        base_url(host, schema, None, "fhir_region")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("10.0.0.1", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_hook_refuses_http_to_remote_host_before_any_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = set_connection(monkeypatch, "fhir_insecure", host="http://fhir.example.id/fhir", password=TOKEN)
+    hook = FhirHook(conn)
+    with pytest.raises(FhirConfigError, match=r"'fhir_insecure'.*must use https"):
+        hook.request("GET", "metadata")
+
+
+def test_oauth_token_url_must_be_https_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = set_connection(
+        monkeypatch,
+        "fhir_insecure_token",
+        host="https://fhir.example.id",
+        login="id",
+        password="secret",
+        extra={"auth_type": "oauth2", "token_url": "http://auth.example.id/token"},
+    )
+    with pytest.raises(FhirConfigError, match="token_url must use https"):
+        FhirHook(conn).get_conn()
+
+
+def test_oauth_needs_token_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = set_connection(
+        monkeypatch,
+        "fhir_no_token_url",
+        host="https://fhir.example.id",
+        login="id",
+        password="s",
+        extra={"auth_type": "oauth2"},
+    )
+    with pytest.raises(FhirConfigError, match="needs extra 'token_url'"):
+        FhirHook(conn).get_conn()
+
+
+def test_env_connection_is_resolved_outside_a_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = set_connection(
+        monkeypatch, "fhir_env_check", host="https://fhir.example.id/fhir", password=TOKEN, extra={"timeout": 7}
+    )
+    hook = FhirHook(conn)
+    assert hook.base_url == "https://fhir.example.id/fhir"
+    assert hook.settings.auth_type == "bearer"
+    assert hook.settings.timeout == 7
+    assert TOKEN not in repr(hook.settings)
+
+
+def test_next_links_to_another_origin_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = FhirHook(set_connection(monkeypatch, "fhir_origin", host="https://fhir.example.id/fhir", password=TOKEN))
+    assert hook.url("Patient/1") == "https://fhir.example.id/fhir/Patient/1"
+    assert hook.url("https://fhir.example.id/fhir?_getpages=x") == "https://fhir.example.id/fhir?_getpages=x"
+    with pytest.raises(Exception, match="another origin"):
+        hook.url("https://elsewhere.example/fhir?_getpages=x")
+
+
+def test_test_connection(fhir: LocalFhir, bearer_conn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ok, message = FhirHook(bearer_conn).test_connection()
+    assert ok, message
+    assert "4.0.1" in message
+    monkeypatch.setenv("AIRFLOW_CONN_FHIR_DOWN", '{"conn_type": "fhir", "host": "http://127.0.0.1:9", "password": "x"}')
+    from phone_sync.http.pacing import Backoff
+
+    ok, message = FhirHook("fhir_down", backoff=Backoff(attempts=1), timeout=2).test_connection()
+    assert not ok
+    assert "no answer" in message

@@ -1,0 +1,70 @@
+"""No identifier, phone, token or secret reaches the logs or the row outcomes, whatever happens in a batch."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import pytest
+
+from phone_sync.fhir.client import FhirClient, PhoneUpdate
+from phone_sync.fhir.hook import FhirHook
+from phone_sync.fhir.scrub import scrub
+from phone_sync.masking import mask
+from tests.fhir.helpers import CLIENT_ID, CLIENT_SECRET, FAST_BACKOFF, PHONE_RULES, LocalFhir, fhir_config, new_nik
+from tests.fhir.helpers import set_connection as connect
+
+OLD = "+6281255553333"
+
+
+def test_nothing_sensitive_in_logs(
+    fhir: LocalFhir, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = connect(
+        monkeypatch,
+        "fhir_masked",
+        host=fhir.url,
+        login=CLIENT_ID,
+        password=CLIENT_SECRET,
+        extra={"auth_type": "oauth2", "token_url": "/oauth2/token"},
+    )
+    good, rejected, missing = new_nik(), new_nik(), new_nik()
+    fhir.create(good, phone=OLD, email="rahasia@example.id")
+    fhir.create(rejected, phone=OLD)
+    fhir.faults(reject_identifiers=[rejected], throttle_next=1, retry_after=0.01)
+    updates = [
+        PhoneUpdate(2, good, "+6281266664444", date(2026, 11, 20)),
+        PhoneUpdate(3, rejected, "+6281266665555", date(2026, 11, 20)),
+        PhoneUpdate(4, missing, "+6281266666666", date(2026, 11, 20)),
+    ]
+    hook = FhirHook(conn, backoff=FAST_BACKOFF)
+    client = FhirClient(hook, fhir_config(conn_id=conn), PHONE_RULES)
+
+    with caplog.at_level(logging.DEBUG):
+        outcomes = client.apply(updates)
+        hook.request("GET", "Patient/1", kind="read")
+        hook._auth.invalidate()  # type: ignore[union-attr]
+        access_token = hook._auth.headers(hook._fetch_token)["Authorization"].split()[1]  # type: ignore[union-attr]
+
+    assert [o.outcome for o in outcomes] == ["updated", "rejected", "not_found"]
+    text = caplog.text + "\n".join(str(o) for o in outcomes)
+    assert "retry 1/3" in caplog.text, "the throttled request was logged"
+    assert mask(good) in caplog.text, "rows are logged with masked identifiers"
+    secrets = [CLIENT_SECRET, access_token, good, rejected, missing, OLD, "rahasia@example.id"]
+    secrets += [u.phone for u in updates] + [u.phone.lstrip("+") for u in updates] + [u.phone[3:] for u in updates]
+    leaked = [secret for secret in secrets if secret in text]
+    assert leaked == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("identifier 3302011234567890 invalid", "identifier <redacted> invalid"),
+        ("phone '+62 812-3456-7890' not permitted", "phone '<redacted>' not permitted"),
+        ("mail budi.santoso@example.id bounced", "mail <redacted> bounced"),
+        ("Patient/123/_history/4 is stale", "Patient/123/_history/4 is stale"),
+        ("name Siti Rahma unknown", "name <redacted> unknown"),
+    ],
+)
+def test_scrub(text: str, expected: str) -> None:
+    assert scrub(text, known=["Siti Rahma"]) == expected

@@ -94,3 +94,18 @@ def test_seeding_from_csv_on_the_command_line(tmp_path):
     assert formatted == [["3.30201E+15", "6.28123E+12"], ["0012", "0812"]]
     assert raw.json()["values"] == [[3302011234567890, 6281234567890], ["0012", "0812"]]
     assert anonymous.status_code == 401
+
+
+def test_state_file_survives_a_restart(tmp_path):
+    from localservers.process import ServerProcess
+
+    state = tmp_path / "sheets.json"
+    args = ["--allow-anonymous", "--state", str(state)]
+    with ServerProcess("localservers.sheets", args, health_path="/_emulator/health") as server:
+        spec = {"spreadsheet_id": "kept", "sheets": [{"title": "S", "rows": [["'0812", "6281234567890"]],
+                                                      "scientific": ["B"]}]}
+        assert requests.post(f"{server.url}/_emulator/spreadsheets", json=spec, timeout=10).ok
+    with ServerProcess("localservers.sheets", args, health_path="/_emulator/health") as server:
+        values = requests.get(f"{server.url}/v4/spreadsheets/kept/values/S%21A1%3AB1", timeout=10).json()["values"]
+
+    assert values == [["0812", "6.28123E+12"]]

@@ -71,8 +71,9 @@ def read_rows(hook: SheetsHook, sheets: SheetsConfig) -> list[SheetRow]:
     del answer  # the parsed response is the biggest object of a run; let it go early
     rows = _build_rows(columns, first)
     log.info(
-        "Read %d rows from worksheet %r (%d blank rows skipped)",
+        "Read %d rows from worksheet %r (%d blank rows skipped); Sheets requests so far: %s",
         len(rows), sheets.worksheet, max((len(c) for c in columns.values()), default=0) - len(rows),
+        hook.request_counts(),
     )
     return rows
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
+from datetime import date
 
+import pytest
+import requests
+
+from localservers.fhir.seed import make_patient
+from phone_sync.config import PhoneRules
+from phone_sync.fhir.client import FhirClient, PhoneUpdate
 from phone_sync.fhir.connection import base_url, is_loopback
 from phone_sync.fhir.errors import FhirConfigError
 from phone_sync.fhir.hook import FhirHook
-from tests.fhir.helpers import TOKEN, LocalFhir, set_connection
+from tests.fhir.helpers import TOKEN, LocalFhir, fhir_config, new_nik, set_connection
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.mark.parametrize(
@@ -127,3 +136,17 @@ def test_test_connection(fhir: LocalFhir, bearer_conn: str, monkeypatch: pytest.
     ok, message = FhirHook("fhir_down", backoff=Backoff(attempts=1), timeout=2).test_connection()
     assert not ok
     assert "no answer" in message
+
+
+def test_base_path_in_the_host_field(fhir_factory: Callable[..., LocalFhir], monkeypatch: pytest.MonkeyPatch) -> None:
+    server = fhir_factory("--base-path", "/fhir")
+    nik = new_nik()
+    created = requests.post(
+        f"{server.url}/fhir/Patient", json=make_patient(nik, phone="+6281211112222"), headers=AUTH, timeout=5
+    ).json()
+    conn = set_connection(monkeypatch, "fhir_with_path", host=f"{server.url}/fhir/", password=TOKEN)
+    client = FhirClient(FhirHook(conn), fhir_config(conn_id=conn), PhoneRules())
+    assert client.apply([PhoneUpdate(1, nik, "+6281299998888", date(2026, 11, 20))])[0].outcome == "updated"
+    assert {e["path"] for e in server.requests_log()} == {"/fhir/Patient", "/fhir/Patient/_search", "/fhir"}
+    stored = requests.get(f"{server.url}/fhir/Patient/{created['id']}", headers=AUTH, timeout=5).json()
+    assert stored["meta"]["versionId"] == "2"

@@ -56,6 +56,7 @@ def _run_date(context: Any, config: RegionConfig) -> date:
 
 def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
     """One read of the sheet; keep only the rows this run should process."""
+    started = datetime.now(UTC)
     hook = _sheets_hook(config)
     rows = read_rows(hook, config.sheets)
     interval = _interval(context, config)
@@ -68,6 +69,7 @@ def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
         f", interval {interval.start}..{interval.end}" if interval else "",
     )
     return {
+        "started": started.isoformat(),
         "read": len(rows),
         "rows": [[r.row, r.identifier, r.phone, r.feed_date and r.feed_date.isoformat()] for r in selection.rows],
         "missing_feed_date": [[r.row, r.identifier] for r in selection.missing_feed_date],
@@ -96,6 +98,7 @@ def clean_phones(config: RegionConfig, extracted: dict[str, Any], context: Any) 
         key=DECIDED_KEY,
         value={
             "statuses": [s.to_xcom() for s in decided],
+            "started": extracted["started"],
             "read": extracted["read"],
             "selected": len(extracted["rows"]) + len(extracted["missing_feed_date"]),
             "sheets_requests": extracted["sheets_requests"],
@@ -184,6 +187,7 @@ def write_back_statuses(
     )
     return {
         "counts": counts,
+        "started": decided["started"],
         "read": decided["read"],
         "selected": decided["selected"],
         "batches": len(batches or []),
@@ -198,12 +202,14 @@ def write_back_statuses(
 def run_report(config: RegionConfig, written: dict[str, Any], context: Any) -> dict[str, Any]:
     """Append the report row, log a readable summary, and fail the run if a batch failed."""
     dag_run = context["dag_run"]
-    started = dag_run.start_date or datetime.now(UTC)
+    started = datetime.fromisoformat(written["started"])
     counts = written["counts"]
     hook = _sheets_hook(config)
     values = {
         "run id": context["run_id"],
-        "logical date": (context.get("logical_date") or dag_run.run_after).isoformat(),
+        "logical date": pendulum.instance(context.get("logical_date") or dag_run.run_after)
+        .in_timezone(config.timezone)
+        .isoformat(),
         "start": started.isoformat(),
         "duration": str(timedelta(seconds=round((datetime.now(UTC) - started).total_seconds()))),
         "rows read": written["read"],

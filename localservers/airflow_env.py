@@ -1,0 +1,25 @@
+"""Environment for a local Airflow home (SQLite metadata DB, this repo's dags/ and plugins/).
+
+Set before Airflow is imported; shared by the demo, the tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def airflow_env(home: Path, **overrides: str) -> dict[str, str]:
+    """``AIRFLOW_*`` variables for an Airflow home at ``home``; ``overrides`` use config names (``core__x``)."""
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'plugins'}",
+    }
+    env.update({f"AIRFLOW__{key.upper()}": value for key, value in overrides.items()})
+    return env

@@ -1,0 +1,130 @@
+"""One region's local world: a seeded FHIR server, a seeded Sheets emulator, and the Airflow
+connections that point the region at them. Used by the demo, the tests and the benchmark.
+
+Connections go into ``AIRFLOW_CONN_<ID>`` environment variables (JSON form), which every
+Airflow component and ``dag.test()`` resolve through the environment secrets backend.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from localservers.fhir.store import Store
+from localservers.process import ServerProcess
+from localservers.scenario import Scenario
+from localservers.sheets.keyfile import demo_keyfile
+from phone_sync.config import RegionConfig
+
+
+def conn_env_name(conn_id: str) -> str:
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+@dataclass
+class LocalRegion:
+    config: RegionConfig
+    fhir: ServerProcess
+    sheets: ServerProcess
+    fhir_token: str
+    keyfile: dict[str, Any]
+
+    @property
+    def connections(self) -> dict[str, str]:
+        """Environment variables defining the region's two Airflow connections."""
+        fhir = {"conn_type": "fhir", "host": self.fhir.url, "password": self.fhir_token}
+        google = {
+            "conn_type": "google_cloud_platform",
+            "extra": {"keyfile_dict": self.keyfile, "sheets_api_url": self.sheets.url},
+        }
+        return {
+            conn_env_name(self.config.fhir.conn_id): json.dumps(fhir),
+            conn_env_name(self.config.sheets.conn_id): json.dumps(google),
+        }
+
+    # --- reading back what the servers hold (for tests, the demo and the benchmark) ---
+
+    def cells(self, worksheet: str | None = None, view: str = "unformatted") -> list[list[Any]]:
+        """A worksheet's cells as the emulator holds them (``view``: unformatted, formatted or typed)."""
+        title = worksheet or self.config.sheets.worksheet
+        url = f"{self.sheets.url}/_emulator/spreadsheets/{self.config.sheets.spreadsheet_id}/sheets/{title}/cells"
+        response = requests.get(url, params={"view": view}, timeout=60)
+        response.raise_for_status()
+        return response.json()["rows"]
+
+    def sheet_requests(self) -> dict[str, Any]:
+        return requests.get(f"{self.sheets.url}/_emulator/requests", timeout=10).json()
+
+    def fhir_stats(self) -> dict[str, Any]:
+        return requests.get(f"{self.fhir.url}/_admin/stats", timeout=10).json()
+
+    def fhir_faults(self, **knobs: Any) -> None:
+        requests.post(f"{self.fhir.url}/_admin/faults", json=knobs, timeout=10).raise_for_status()
+
+    def clear_fhir_faults(self) -> None:
+        requests.delete(f"{self.fhir.url}/_admin/faults", timeout=10).raise_for_status()
+
+
+def seed_sheet(sheets_url: str, config: RegionConfig, scenario: Scenario) -> None:
+    """Create the region's spreadsheet: text stays text, numbers stay numbers (phone column in E-notation)."""
+    body = {
+        "spreadsheet_id": config.sheets.spreadsheet_id,
+        "title": config.display_name,
+        "sheets": [
+            {
+                "title": config.sheets.worksheet,
+                "rows": [scenario.header, *scenario.rows],
+                "value_input": "RAW",
+                "scientific": [config.sheets.columns.phone],
+            }
+        ],
+    }
+    requests.post(f"{sheets_url}/_emulator/spreadsheets", json=body, timeout=120).raise_for_status()
+
+
+@contextmanager
+def local_region(
+    config: RegionConfig,
+    scenario: Scenario,
+    workdir: Path,
+    *,
+    fhir_args: Sequence[str] = (),
+    sheets_args: Sequence[str] = (),
+) -> Iterator[LocalRegion]:
+    """Seed and start the region's servers on free loopback ports; stop exactly them on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = workdir / f"fhir-{config.region}.sqlite"
+    db.unlink(missing_ok=True)
+    store = Store(db)
+    try:
+        store.insert_many(scenario.patients)
+    finally:
+        store.close()
+    token = secrets.token_urlsafe(24)
+    with ExitStack() as stack:
+        fhir = stack.enter_context(
+            ServerProcess(
+                "localservers.fhir",
+                ["--db", str(db), "--token", token, *fhir_args],
+                health_path="/metadata",
+                log_path=workdir / f"fhir-{config.region}.log",
+            )
+        )
+        sheets = stack.enter_context(
+            ServerProcess(
+                "localservers.sheets",
+                list(sheets_args),
+                health_path="/_emulator/health",
+                log_path=workdir / f"sheets-{config.region}.log",
+            )
+        )
+        seed_sheet(sheets.url, config, scenario)
+        keyfile = demo_keyfile(token_uri=f"{sheets.url}/token", client_email=f"phone-sync-{config.region}@local.test")
+        yield LocalRegion(config, fhir, sheets, token, keyfile)

@@ -16,6 +16,7 @@ import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, dag, get_current_context, task
 
 from phone_sync.config import RegionConfig, RegionConfigError, load_regions
+from phone_sync.pools import pool_name
 
 CONFIG_ERROR_TAG = "config-error"
 DAG_ID_PREFIX = "phone_sync__"
@@ -101,6 +102,7 @@ def build_region_dag(config: RegionConfig) -> DAG:
 
         @task(
             map_index_template="{{ batch_label }}",
+            pool=pool_name(config),
             max_active_tis_per_dag=config.max_parallel_batches,
         )
         def process_batch(batch: dict[str, Any]) -> dict[str, Any]:

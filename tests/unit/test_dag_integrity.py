@@ -65,8 +65,15 @@ def test_every_region_file_gives_one_dag(monkeypatch: pytest.MonkeyPatch, no_net
             assert task.retry_delay >= timedelta(seconds=10)
         batch = dag.get_task("process_batch")
         assert batch.max_active_tis_per_dag == config.max_parallel_batches
+        assert batch.pool == f"phone_sync__{config.region}"
         assert dag.get_task("write_back_statuses").trigger_rule == "all_done"
         assert dag.get_task("run_report").trigger_rule == "all_done"
+
+
+def test_no_two_regions_share_a_pool() -> None:
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    pools = [dag.get_task("process_batch").pool for dag in bag.dags.values()]
+    assert len(pools) == len(set(pools))
 
 
 def test_region_timezones_and_schedules() -> None:

@@ -79,6 +79,23 @@ class RowSelection(_Strict):
     retry_failed: bool = True
 
 
+class Alerts(_Strict):
+    """Who is told when a region's run goes wrong. Addresses and connection ids only: the SMTP
+    credentials and the webhook URL (it embeds a secret) live in Airflow connections."""
+
+    email: list[str] = []
+    smtp_conn_id: ConnId = "smtp_default"
+    webhook_conn_id: ConnId | None = None
+    on_run_failure: bool = True
+    on_batch_failure: bool = True
+    failure_rate_threshold: float | None = Field(default=0.10, ge=0, le=1)
+    daily_digest: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.email or self.webhook_conn_id)
+
+
 class TaskRetries(_Strict):
     """Airflow task retries (exponential backoff) before a batch shows red and waits for an operator."""
 
@@ -103,6 +120,10 @@ class RegionConfig(_Strict):
     fhir_requests_per_second: float = Field(default=10.0, gt=0, le=1000)
     max_parallel_batches: int = Field(default=4, ge=1, le=64)
     retries: TaskRetries = TaskRetries()
+    alerts: Alerts = Alerts()
+    airflow_base_url: str | None = Field(
+        default=None, description="UI base URL for links from the sheet and alerts; default: Airflow's [api] base_url"
+    )
 
     @model_validator(mode="before")
     @classmethod

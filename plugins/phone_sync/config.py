@@ -121,9 +121,6 @@ class RegionConfig(_Strict):
     max_parallel_batches: int = Field(default=4, ge=1, le=64)
     retries: TaskRetries = TaskRetries()
     alerts: Alerts = Alerts()
-    airflow_base_url: str | None = Field(
-        default=None, description="UI base URL for links from the sheet and alerts; default: Airflow's [api] base_url"
-    )
 
     @model_validator(mode="before")
     @classmethod

@@ -29,8 +29,11 @@ def test_report_rows_append_and_the_tab_is_created_once(emulator, hook, spreadsh
     emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [HEADER]}])
     sheets = sheets_config(spreadsheet_id)
 
+    emulator.reset_counts()
     append_report(hook, sheets, run_values("scheduled__1", 7))
+    first = emulator.counts()["total"]
     append_report(hook, sheets, run_values("=cmd|' /C calc'!A0", 3))  # formula-looking text stays text
+    second = emulator.counts()["total"] - first
 
     tabs = [s["properties"]["title"] for s in emulator.metadata(spreadsheet_id)["sheets"]]
     assert tabs == ["Sheet1", "phone_sync_report"]
@@ -41,6 +44,7 @@ def test_report_rows_append_and_the_tab_is_created_once(emulator, hook, spreadsh
     assert rows[1][REPORT_COLUMNS.index("link")].endswith("/runs/scheduled__1")
     assert emulator.cells(spreadsheet_id, "phone_sync_report", "A3")[0][0]["type"] == "text"
     assert emulator.counts()["by_method"]["spreadsheets.batchUpdate"] == 1  # addSheet, once
+    assert (first, second) == (3, 1)  # refused append + addSheet + append once; then the append alone
 
 
 def test_report_keys_are_checked():

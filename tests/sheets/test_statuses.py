@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from phone_sync.http.pacing import Backoff
-from phone_sync.sheets.rows import read_rows
+from phone_sync.sheets.rows import read_rows, read_table
 from phone_sync.sheets.statuses import StatusCell, StatusWriteError, write_statuses
 
 from .helpers import HEADER, sheets_config
@@ -42,6 +42,43 @@ def test_10000_statuses_go_out_in_one_batch_update(emulator, hook, spreadsheet_i
     written = statuses(emulator, spreadsheet_id, 2, 10_001)
     assert written == [f"success ({row})" if row % 7 else "" for row in range(2, 10_002)]
 
+
+
+def test_identifier_column_hint_makes_the_re_check_one_request(emulator, hook, spreadsheet_id):
+    seed(emulator, spreadsheet_id, [f"P{i:05d}" for i in range(500)])
+    sheets = sheets_config(spreadsheet_id)
+    table = read_table(hook, sheets)
+    cells = [StatusCell(r.row, r.identifier, "success") for r in table.rows]
+    emulator.reset_counts()
+
+    result = write_statuses(
+        hook, sheets, cells, None, None, identifier_column=table.columns["identifier"]
+    )
+
+    assert emulator.counts()["by_method"] == {"values.batchGet": 1, "values.batchUpdate": 1}
+    assert (result.requests, result.written) == (2, 500)
+    assert set(statuses(emulator, spreadsheet_id, 2, 501)) == {"success"}
+
+
+def test_a_stale_hint_is_checked_against_the_header_and_the_moved_column_re_read(
+    emulator, hook, spreadsheet_id
+):
+    seed(emulator, spreadsheet_id, ["A", "B", "C"])
+    sheets = sheets_config(spreadsheet_id)
+    table = read_table(hook, sheets)
+    cells = [StatusCell(r.row, r.identifier, f"for {r.identifier}") for r in table.rows]
+    # mid-run the operator sorts by identifier descending and puts a new column before everything
+    emulator.edit(spreadsheet_id, "Sheet1", {"op": "sort", "column": "A", "descending": True})
+    rows = emulator.cells(spreadsheet_id, "Sheet1", "A1:D4", view="unformatted")
+    emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [["notes", *line] for line in rows]}])
+    emulator.reset_counts()
+
+    result = write_statuses(hook, sheets, cells, None, None, identifier_column=table.columns["identifier"])
+
+    assert emulator.counts()["by_method"] == {"values.batchGet": 1, "values.get": 1, "values.batchUpdate": 1}
+    assert (result.written, result.moved, result.not_placed) == (3, 2, [])
+    assert emulator.column_values(spreadsheet_id, "Sheet1", "B", 2, 4) == ["C", "B", "A"]
+    assert statuses(emulator, spreadsheet_id, 2, 4, column="D") == ["for C", "for B", "for A"]
 
 def test_payload_limit_splits_into_few_requests(emulator, hook, spreadsheet_id):
     seed(emulator, spreadsheet_id, [f"P{i:05d}" for i in range(2_000)])

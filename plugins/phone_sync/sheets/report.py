@@ -1,7 +1,8 @@
 """The run report tab: one row per DAG run, appended with ``values:append``.
 
 Operators read this tab to see what each run did without opening Airflow; the tab is created
-(with its header row) the first time a region reports.
+(with its header row) the first time a region reports. A run whose tab exists costs one request:
+the append goes out directly, and only an answer that the tab does not exist creates it.
 """
 
 from __future__ import annotations
@@ -73,11 +74,6 @@ def _cell(value: object) -> object:
     return str(value)
 
 
-def _report_tab_exists(hook: SheetsHook, sheets: SheetsConfig) -> bool:
-    metadata = hook.http.fetch_sheet_metadata(sheets.spreadsheet_id)
-    return any(s.get("properties", {}).get("title") == sheets.report_worksheet for s in metadata.get("sheets", []))
-
-
 def _create_report_tab(hook: SheetsHook, sheets: SheetsConfig) -> bool:
     """Add the tab; ``False`` if another run added it first (then it already has its header)."""
     body = {"requests": [{"addSheet": {"properties": {
@@ -94,16 +90,34 @@ def _create_report_tab(hook: SheetsHook, sheets: SheetsConfig) -> bool:
     return True
 
 
-def append_report(hook: SheetsHook, sheets: SheetsConfig, values: dict[str, object]) -> None:
-    """Append this run's row to the report tab, creating the tab with a header row if missing."""
-    row = report_row(values)
-    lines: list[list[object]] = [row]
-    if not _report_tab_exists(hook, sheets) and _create_report_tab(hook, sheets):
-        lines.insert(0, list(REPORT_COLUMNS))  # header and first row in one request
+def _missing_tab(exc: APIError) -> bool:
+    """Google answers an append to a tab that does not exist with 400 'Unable to parse range'."""
+    return exc.code == 400 and "unable to parse range" in str(exc.error.get("message", "")).lower()
+
+
+def _append(hook: SheetsHook, sheets: SheetsConfig, lines: list[list[object]]) -> None:
     hook.http.values_append(
         sheets.spreadsheet_id,
         f"{quote_sheet(sheets.report_worksheet)}!A1",
         params={"valueInputOption": "RAW", "insertDataOption": "INSERT_ROWS"},
         body={"values": lines},
     )
+
+
+def append_report(hook: SheetsHook, sheets: SheetsConfig, values: dict[str, object]) -> None:
+    """Append this run's row to the report tab, creating the tab with a header row if missing.
+
+    Requests: 1 when the tab exists; 3 the first time (the refused append, addSheet, and the
+    header with the row in one append).
+    """
+    row = report_row(values)
+    try:
+        _append(hook, sheets, [row])
+    except APIError as exc:
+        if not _missing_tab(exc):
+            raise
+        lines: list[list[object]] = [row]
+        if _create_report_tab(hook, sheets):
+            lines.insert(0, list(REPORT_COLUMNS))  # header and first row in one request
+        _append(hook, sheets, lines)
     log.info("Appended run report row to worksheet %r", sheets.report_worksheet)

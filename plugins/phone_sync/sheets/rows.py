@@ -18,7 +18,7 @@ from .headers import MissingHeaderError, read_header, require
 from .hook import SheetsHook
 from .values import CellValue, as_date, as_text, is_empty
 
-__all__ = ["MissingHeaderError", "SheetRow", "read_rows"]
+__all__ = ["MissingHeaderError", "SheetRow", "SheetTable", "read_rows", "read_table"]
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,26 @@ class SheetRow:
     feed_date: date | None
 
 
+@dataclass(frozen=True, slots=True)
+class SheetTable:
+    """The rows read, and where their columns were: write-back passes ``columns["identifier"]`` on
+    to :func:`~phone_sync.sheets.statuses.write_statuses` to re-check rows in one request."""
+
+    rows: list[SheetRow]
+    columns: dict[str, int]  # field -> 1-based column on the header row when the rows were read
+
+
 def read_rows(hook: SheetsHook, sheets: SheetsConfig) -> list[SheetRow]:
     """All non-blank data rows below the header row, each with its sheet row number.
 
     Raises MissingHeaderError for a missing identifier, phone or (configured) feed-date header.
     A missing status header is not an error here: write-back adds it.
     """
+    return read_table(hook, sheets).rows
+
+
+def read_table(hook: SheetsHook, sheets: SheetsConfig) -> SheetTable:
+    """:func:`read_rows` plus the column of each field (same two requests)."""
     header = read_header(hook, sheets)
     names = sheets.columns
     wanted: dict[str, int] = {
@@ -75,7 +89,7 @@ def read_rows(hook: SheetsHook, sheets: SheetsConfig) -> list[SheetRow]:
         len(rows), sheets.worksheet, max((len(c) for c in columns.values()), default=0) - len(rows),
         hook.request_counts(),
     )
-    return rows
+    return SheetTable(rows, wanted)
 
 
 def _build_rows(columns: dict[str, list[CellValue]], first_row: int) -> list[SheetRow]:

@@ -1,7 +1,9 @@
 """Writing statuses back: re-check row identity, then as few ``values:batchUpdate`` requests as possible.
 
-Operators sort, insert and delete rows while a run is in flight. Before writing, the identifier
-column is read again (one request); a status goes where that row still holds its identifier,
+Operators sort, insert and delete rows while a run is in flight. Before writing, the header row
+and the identifier column are read again (one ``values:batchGet`` when the caller passes the
+identifier's column as the rows were read and it has not moved; else a header read and a column
+read); a status goes where that row still holds its identifier,
 follows the identifier if it moved and is unique, and is otherwise not written (reported as not
 placed). A status never lands next to the wrong patient. Values go out RAW, so text such as
 ``=HYPERLINK(...)`` stays text.
@@ -21,8 +23,8 @@ from gspread.exceptions import APIError
 from phone_sync.config import SheetsConfig
 from phone_sync.masking import mask
 
-from .a1 import cell_range
-from .headers import ensure_grid_columns, plan_write_columns, read_header, require
+from .a1 import cell_range, row_range
+from .headers import HeaderRow, ensure_grid_columns, plan_write_columns, read_header, require
 from .hook import SheetsHook
 from .values import as_text
 
@@ -195,6 +197,46 @@ def chunk_by_payload(ranges: list[dict[str, object]], limit: int) -> Iterator[li
         yield batch
 
 
+_READ_PARAMS = {"valueRenderOption": "UNFORMATTED_VALUE", "majorDimension": "COLUMNS"}
+
+
+def _read_identity(
+    hook: SheetsHook, sheets: SheetsConfig, hint: int | None, *, want_column: bool
+) -> tuple[HeaderRow, list[object] | None]:
+    """The header row and the identifier column as they are now.
+
+    With a hint, both come in one ``values:batchGet``; the column is used only if the header
+    still names the identifier there (else the moved column is read again). Without a hint the
+    header is read first, then the column (when there are statuses to place).
+    """
+    first = sheets.header_row + 1
+    if hint is not None:
+        answer = hook.http.values_batch_get(
+            sheets.spreadsheet_id,
+            [row_range(sheets.worksheet, sheets.header_row), cell_range(sheets.worksheet, hint, first)],
+            params=dict(_READ_PARAMS),
+        )
+        header_range, column_range = (answer.get("valueRanges") or [{}, {}])[:2]
+        # Column-major: the header row comes back as one single-cell list per column.
+        header = HeaderRow([as_text(cell[0]) if cell else "" for cell in header_range.get("values") or []])  # type: ignore[arg-type]
+        column = require(header, sheets, sheets.columns.identifier)
+        if column == hint:
+            return header, (column_range.get("values") or [[]])[0]
+        log.info(
+            "Identifier header %r moved from column %d to %d since the rows were read; re-reading it",
+            sheets.columns.identifier, hint, column,
+        )
+    else:
+        header = read_header(hook, sheets)
+        column = require(header, sheets, sheets.columns.identifier)
+    if not want_column:
+        return header, None
+    answer = hook.http.values_get(
+        sheets.spreadsheet_id, cell_range(sheets.worksheet, column, first), params=dict(_READ_PARAMS)
+    )
+    return header, (answer.get("values") or [[]])[0]
+
+
 def write_statuses(
     hook: SheetsHook,
     sheets: SheetsConfig,
@@ -202,17 +244,21 @@ def write_statuses(
     run_id: str | None,
     run_time: datetime | None,
     *,
+    identifier_column: int | None = None,
     max_payload_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> WriteResult:
     """Write every status that can be placed safely; raise StatusWriteError if the API refuses.
 
-    Requests: header (1) + identifier column (1) + one ``values:batchUpdate`` per ~2 MB of
-    statuses; adding a header beyond the grid's last column costs two more, once.
+    ``identifier_column``: the identifier's column when the rows were read
+    (:attr:`~phone_sync.sheets.rows.SheetTable.columns`); only a hint, checked against the header.
+    Requests: header and identifier column (1 with a hint that still holds, else 2) + one
+    ``values:batchUpdate`` per ~2 MB of statuses; a header beyond the grid's last column costs
+    two more, once.
     """
     before = hook.request_count
     result = WriteResult()
-    header = read_header(hook, sheets)
-    identifier_column = require(header, sheets, sheets.columns.identifier)
+    first = sheets.header_row + 1
+    header, current = _read_identity(hook, sheets, identifier_column, want_column=bool(cells))
     columns, new_headers = plan_write_columns(header, sheets)
     if new_headers:
         ensure_grid_columns(hook, sheets, max(columns.values()))
@@ -220,14 +266,7 @@ def write_statuses(
         result.requests = hook.request_count - before
         return result
 
-    first = sheets.header_row + 1
-    answer = hook.http.values_get(
-        sheets.spreadsheet_id,
-        cell_range(sheets.worksheet, identifier_column, first),
-        params={"valueRenderOption": "UNFORMATTED_VALUE", "majorDimension": "COLUMNS"},
-    )
-    current = (answer.get("values") or [[]])[0]
-    placed, lost = place(cells, current, first)
+    placed, lost = place(cells, current or [], first)
     result.moved = sum(1 for p in placed if p.row != p.cell.row)
     result.not_placed = sorted(c.row for c in lost)
     for cell in lost:

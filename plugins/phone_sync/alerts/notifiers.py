@@ -1,0 +1,193 @@
+"""Airflow notifiers that deliver an :class:`Alert`: email through the SMTP provider, and a JSON webhook.
+
+Both are ``BaseNotifier`` subclasses, so Airflow calls them as ``on_failure_callback`` with the task or
+DAG-run context; ``compose`` turns that context into the alert. The tasks that alert on their own
+(failure rate, digest) call :meth:`AlertNotifier.send` with a ready alert.
+
+Nothing here is rendered as a Jinja template (``template_fields`` is empty): the alert text is built in
+code, and a ``{{`` in it must not be evaluated. Errors never carry the webhook URL: it embeds a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from airflow.sdk.bases.notifier import BaseNotifier
+
+from phone_sync.alerts.message import Alert
+
+if TYPE_CHECKING:
+    import requests
+    from airflow.sdk import Connection
+
+log = logging.getLogger(__name__)
+
+Compose = Callable[[Mapping[str, Any]], Alert | None]
+DEFAULT_FROM_EMAIL = "phone-sync@localhost"
+WEBHOOK_TIMEOUT_SECONDS = 10.0
+
+
+class AlertDeliveryError(RuntimeError):
+    """An alert could not be delivered; the message names the channel and connection, never a URL or secret."""
+
+
+class AlertNotifier(BaseNotifier):
+    """Compose an alert from the Airflow context and deliver it; subclasses implement :meth:`send`."""
+
+    template_fields = ()
+    channel = "alert"
+
+    def __init__(self, compose: Compose | None = None) -> None:
+        super().__init__()
+        self.compose = compose
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Nothing to render. Skipping it also matters: a DAG callback's context may carry the
+        scheduler's SerializedDAG (``dag.test()`` does), which has no Jinja environment."""
+
+    def notify(self, context: Any) -> None:
+        alert = self.compose(context) if self.compose else None
+        if alert is not None:
+            self.send(alert)
+
+    def send(self, alert: Alert) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.target})"
+
+    @property
+    def target(self) -> str:
+        return ""
+
+
+class EmailAlertNotifier(AlertNotifier):
+    """Mail through the SMTP provider's hook and connection (host, port, login, TLS/SSL and
+    ``from_email`` in its extras); the sender falls back to ``[email] from_email``."""
+
+    channel = "email"
+
+    def __init__(self, to: list[str], smtp_conn_id: str, compose: Compose | None = None) -> None:
+        super().__init__(compose)
+        self.to = list(to)
+        self.smtp_conn_id = smtp_conn_id
+
+    @property
+    def target(self) -> str:
+        return f"smtp_conn_id={self.smtp_conn_id}, to={len(self.to)} address(es)"
+
+    def send(self, alert: Alert) -> None:
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        with SmtpHook(smtp_conn_id=self.smtp_conn_id) as hook:
+            hook.send_email_smtp(
+                to=self.to,
+                from_email=hook.from_email or _configured_from_email(),
+                subject=alert.subject,
+                html_content=alert.html,
+                custom_headers={"X-Phone-Sync-Rule": alert.rule, "X-Phone-Sync-Region": alert.region},
+            )
+        log.info("alert %s for %s mailed via connection %s", alert.rule, alert.region, self.smtp_conn_id)
+
+
+def _configured_from_email() -> str:
+    try:
+        from airflow.sdk.configuration import conf
+    except ImportError:  # pragma: no cover - airflow-core only
+        from airflow.configuration import conf
+    return conf.get("email", "from_email", fallback=None) or DEFAULT_FROM_EMAIL
+
+
+def webhook_url(conn: Connection) -> str:
+    """The URL a webhook connection stands for.
+
+    ``host`` may be a whole URL (``https://hooks.slack.com/services/T/B/X``) or a bare host name;
+    ``schema`` is the scheme for a bare host (default ``https``), ``port`` is added when the host has
+    none, and the ``endpoint`` extra (or ``path``) is appended.
+    """
+    host = (conn.host or "").strip()
+    if not host:
+        raise AlertDeliveryError(f"webhook connection {conn.conn_id!r} has no host")
+    if "://" not in host:
+        host = f"{conn.schema or 'https'}://{host}"
+    parts = urlsplit(host)
+    netloc = parts.netloc
+    if conn.port and parts.port is None:
+        netloc = f"{netloc}:{conn.port}"
+    extra = conn.extra_dejson
+    endpoint = str(extra.get("endpoint") or extra.get("path") or "")
+    path = parts.path
+    if endpoint:
+        path = path.rstrip("/") + "/" + endpoint.lstrip("/")
+    return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+
+
+class WebhookAlertNotifier(AlertNotifier):
+    """POST the alert as JSON to the URL in an Airflow connection (Slack, Google Chat, Teams, ...).
+
+    Connection extras: ``endpoint`` (path to append), ``headers`` (dict), ``timeout`` (seconds, default
+    10), ``text_only`` (post only ``{"text": ...}``: Google Chat rejects unknown fields). Login and
+    password, when set, are sent as basic auth. Retries: two, with backoff, on 429 and 5xx.
+    """
+
+    channel = "webhook"
+
+    def __init__(self, webhook_conn_id: str, compose: Compose | None = None) -> None:
+        super().__init__(compose)
+        self.webhook_conn_id = webhook_conn_id
+
+    @property
+    def target(self) -> str:
+        return f"webhook_conn_id={self.webhook_conn_id}"
+
+    @cached_property
+    def connection(self) -> Connection:
+        from airflow.sdk import BaseHook
+
+        return BaseHook.get_connection(self.webhook_conn_id)
+
+    def session(self) -> requests.Session:
+        import requests
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
+        retry = Retry(
+            total=2,
+            backoff_factor=0.5,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=frozenset({"POST"}),
+            raise_on_status=False,
+        )
+        session = requests.Session()
+        session.mount("http://", HTTPAdapter(max_retries=retry))
+        session.mount("https://", HTTPAdapter(max_retries=retry))
+        conn = self.connection
+        if conn.login:
+            session.auth = (conn.login, conn.password or "")
+        session.headers.update({"Content-Type": "application/json", **(conn.extra_dejson.get("headers") or {})})
+        return session
+
+    def send(self, alert: Alert) -> None:
+        import requests
+
+        conn = self.connection
+        extra = conn.extra_dejson
+        body = {"text": alert.text} if extra.get("text_only") else alert.payload
+        url = webhook_url(conn)
+        try:
+            with self.session() as session:
+                response = session.post(url, json=body, timeout=float(extra.get("timeout", WEBHOOK_TIMEOUT_SECONDS)))
+        except requests.RequestException as exc:
+            # The exception text holds the URL (and so the secret): name only its class.
+            raise AlertDeliveryError(
+                f"webhook {self.webhook_conn_id!r}: {type(exc).__name__} posting alert {alert.rule}"
+            ) from None
+        if response.status_code >= 400:
+            raise AlertDeliveryError(
+                f"webhook {self.webhook_conn_id!r}: HTTP {response.status_code} posting alert {alert.rule}"
+            )
+        log.info("alert %s for %s posted via connection %s", alert.rule, alert.region, self.webhook_conn_id)

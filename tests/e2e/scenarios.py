@@ -1,0 +1,337 @@
+"""The operator scenarios, written once and run against each executor's deployment.
+
+Each drives Airflow through the REST API only and then checks the three places an operator would
+look: the FHIR server (phones and versionIds), the sheet (every row's status) and the report row.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from typing import Any
+
+import pendulum
+import requests
+
+from localservers.fhir.auth import token_hash
+from localservers.scenario import IDENTIFIER_SYSTEM, Expected, Scenario, generate
+from phone_sync.phones import canonical
+from tests.e2e.harness import (
+    RUN_ID_HEADER,
+    World,
+    assert_fhir,
+    assert_report,
+    assert_statuses,
+    batches,
+    current_phones,
+    expected_counts,
+    fhir_patients,
+    label_rows,
+    max_concurrency,
+    parse_time,
+    read_sheet,
+    report_for,
+    screenshot,
+)
+
+RUN_TIMEOUT = 240.0
+_BLANK = Expected("blank", None)
+
+
+def _states(world: World, dag_id: str, run_id: str) -> str:
+    """Task states of a run, for failure messages."""
+    tis = world.cluster.task_instances(dag_id, run_id)
+    return ", ".join(f"{ti['task_id']}[{ti['map_index']}]={ti['state']}" for ti in tis)
+
+
+def _start(world: World, name: str) -> str:
+    dag_id = world.config(name).dag_id
+    world.cluster.wait_for_dag(dag_id)
+    world.cluster.unpause(dag_id)
+    return dag_id
+
+
+def _assert_run_ids(world: World, name: str, run_id: str, rows: set[int] | None = None) -> None:
+    """Every processed row names the run that wrote its status."""
+    sheet = read_sheet(world.regions[name])
+    scenario = world.scenarios[name]
+    wrong = [
+        row
+        for row, expected in scenario.expected.items()
+        if expected.kind != "blank" and (rows is None or row in rows) and sheet.cell(row, RUN_ID_HEADER) != run_id
+    ]
+    assert not wrong, f"rows {wrong[:10]} do not carry run id {run_id}"
+
+
+# --- 1. a triggered run completes -------------------------------------------------------------------
+
+
+def triggered_run_completes(world: World, name: str) -> list[dict[str, Any]]:
+    """Trigger the region once; every row gets its status, every patient its number, one report row."""
+    cluster, region, scenario = world.cluster, world.regions[name], world.scenarios[name]
+    dag_id = _start(world, name)
+    run_id = cluster.trigger(dag_id)
+    run = cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+    assert run["state"] == "success", f"run {run_id} {run['state']}: {_states(world, dag_id, run_id)}"
+    tis = batches(cluster, dag_id, run_id)
+    assert len(tis) >= 3, tis
+    assert all(ti["state"] == "success" for ti in tis), tis
+    assert all(ti["rendered_map_index"].startswith("rows ") for ti in tis), "map_index_template not rendered"
+    assert_statuses(region, scenario)
+    _assert_run_ids(world, name, run_id)
+    assert_fhir(region, scenario)
+    reports = report_for(region, run_id)
+    assert len(reports) == 1, reports
+    assert_report(reports[0], scenario)
+    return tis
+
+
+# --- 2. outage, then clear only the failed map indexes ----------------------------------------------
+
+
+def _outage_identifiers(scenario: Scenario, near: tuple[int, ...]) -> dict[int, str]:
+    """An updated row's identifier close to each of the given sheet rows (one per target batch)."""
+    updated = [row for row, e in scenario.expected.items() if e.kind == "updated"]
+    picked: dict[int, str] = {}
+    for target in near:
+        row = min(updated, key=lambda r: abs(r - target))
+        picked[row] = scenario.identifiers[row]
+    return picked
+
+
+def outage_then_clear(world: World, name: str, shots: str = "") -> dict[str, Any]:
+    """503s for two batches: they fail after retries, the rest is written; clearing them completes the run."""
+    cluster, region, scenario = world.cluster, world.regions[name], world.scenarios[name]
+    dag_id = _start(world, name)
+    last_row = max(scenario.expected)
+    down = _outage_identifiers(scenario, (last_row // 4, 3 * last_row // 4))
+    region.fhir_faults(outage_identifiers=list(down.values()))
+
+    run_id = cluster.trigger(dag_id)
+    run = cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+    assert run["state"] == "failed", f"run {run_id} should fail during the outage: {_states(world, dag_id, run_id)}"
+    tis = batches(cluster, dag_id, run_id)
+    failed = [ti for ti in tis if ti["state"] == "failed"]
+    assert len(failed) == 2, f"expected the two batches holding the down identifiers to fail: {tis}"
+    assert all(ti["try_number"] == 2 for ti in failed), "each failed batch should have used its one retry"
+    failed_rows = {row for ti in failed for row in label_rows(ti["rendered_map_index"])}
+    assert set(down) <= failed_rows, f"down rows {sorted(down)} not in failed batches {failed_rows}"
+    assert all(ti["state"] == "success" for ti in tis if ti not in failed), tis
+
+    # The other batches' work is written; the failed batches' rows say so and nothing of theirs reached FHIR.
+    sheet = read_sheet(region)
+    ok_rows = {row for ti in tis if ti not in failed for row in label_rows(ti["rendered_map_index"])}
+    for row in failed_rows & set(scenario.expected):
+        status = sheet.status(row, region.config)
+        if scenario.expected[row].kind in ("updated", "unchanged", "not_found"):
+            assert status.startswith("failed: batch not processed"), f"row {row}: {status!r}"
+    decided_elsewhere = set(scenario.expected) - failed_rows  # rows in good batches or decided while cleaning
+    assert_statuses(region, _only(scenario, decided_elsewhere))
+    # Phones of the good batches' rows (superseded duplicates aside: their winner may be in a failed batch);
+    # versionIds of every patient: 2 for those good rows, 1 for everyone else.
+    assert_fhir(region, _only(scenario, {r for r in ok_rows if scenario.expected.get(r, _BLANK).kind != "skipped"}))
+    patients = fhir_patients(region)
+    for row in failed_rows & set(scenario.identifiers):
+        for patient in patients.get(scenario.identifiers[row], []):
+            assert patient["meta"]["versionId"] == "1", f"row {row} of a failed batch was written"
+    first = report_for(region, run_id)
+    assert len(first) == 1, first
+    assert first[0]["batches failed"] == 2, first
+    report_ti = next(ti for ti in cluster.task_instances(dag_id, run_id) if ti["task_id"] == "run_report")
+    assert report_ti["state"] == "failed", report_ti
+    if shots:
+        screenshot(cluster, f"/dags/{dag_id}/runs/{run_id}", f"{shots}-failed-batches")
+
+    # The outage ends; the operator clears only the failed map indexes, with downstream.
+    region.clear_fhir_faults()
+    indexes = [ti["map_index"] for ti in failed]
+    cleared = cluster.clear_map_indexes(dag_id, run_id, "process_batch", indexes)
+    cleared_keys = {(ti["task_id"], ti["map_index"]) for ti in cleared}
+    assert cleared_keys >= {("process_batch", i) for i in indexes}, cleared_keys
+    assert {k[0] for k in cleared_keys} == {"process_batch", "write_back_statuses", "run_report"}, cleared_keys
+    assert {k[1] for k in cleared_keys if k[0] == "process_batch"} == set(indexes), "other batches were cleared"
+
+    run = cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+    assert run["state"] == "success", f"run {run_id} after clearing: {_states(world, dag_id, run_id)}"
+    tis = batches(cluster, dag_id, run_id)
+    assert all(ti["state"] == "success" for ti in tis), tis
+    assert {ti["map_index"]: ti["try_number"] for ti in tis if ti["map_index"] in indexes} == dict.fromkeys(indexes, 3)
+    assert_statuses(region, scenario)
+    _assert_run_ids(world, name, run_id)
+    assert_fhir(region, scenario)  # every updated patient at versionId 2: written exactly once
+    reports = report_for(region, run_id)
+    assert len(reports) == 2, reports
+    assert_report(reports[-1], scenario)
+    if shots:
+        screenshot(cluster, f"/dags/{dag_id}/runs/{run_id}", f"{shots}-after-clear")
+        screenshot(cluster, f"/dags/{dag_id}/runs/{run_id}/tasks/process_batch/mapped", f"{shots}-mapped-batches")
+    return {"run_id": run_id, "failed_indexes": indexes, "batches": tis}
+
+
+def _only(scenario: Scenario, rows: set[int]) -> Scenario:
+    """The scenario restricted to ``rows`` (for checks while part of the run is still failed)."""
+    return Scenario(
+        rows=scenario.rows,
+        patients=scenario.patients,
+        expected={row: e for row, e in scenario.expected.items() if row in rows},
+        identifiers=scenario.identifiers,
+        run_date=scenario.run_date,
+    )
+
+
+# --- 3. backfill after an outage ----------------------------------------------------------------------
+
+
+def backfill_today(timezone: str) -> date:
+    return pendulum.now(timezone).date()
+
+
+def backfill_scenario(rows: int, today: date, seed: int = 13) -> Scenario:
+    """Rows fed on the three days before yesterday, plus a patient whose number was changed today."""
+    scenario = generate(rows, seed=seed, run_date=today - timedelta(days=1))  # feed dates today-2 .. today-4
+    row = max(scenario.expected) + 1
+    nik, old, new = "3303999900000001", "081299990001", "081299990002"
+    scenario.patients.append(
+        {
+            "resourceType": "Patient",
+            "identifier": [{"system": IDENTIFIER_SYSTEM, "value": nik}],
+            "name": [{"family": "Baru", "given": ["Nomor"]}],
+            "telecom": [{"system": "phone", "value": old, "use": "mobile", "period": {"start": today.isoformat()}}],
+        }
+    )
+    scenario.rows.append([nik, "pasien", new, (today - timedelta(days=3)).isoformat(), "", ""])
+    scenario.identifiers[row] = nik
+    scenario.expected[row] = Expected("skipped", canonical(old))
+    return scenario
+
+
+def backfill_after_outage(world: World, name: str, today: date) -> list[dict[str, Any]]:
+    """The DAG was unreachable for three days; a backfill runs one run per day, each on its own day's rows."""
+    cluster, region, scenario = world.cluster, world.regions[name], world.scenarios[name]
+    config = region.config
+    days = [today - timedelta(days=n) for n in (4, 3, 2)]
+    dag_id = _start(world, name)
+
+    # Unpausing lets the scheduler run the latest interval (yesterday) only: catchup is off.
+    def scheduled() -> list[dict[str, Any]]:
+        runs = cluster.runs(dag_id, run_type=["scheduled"])
+        return [r for r in runs if r["state"] in ("success", "failed")]
+
+    latest = cluster.wait_until("the scheduled run of yesterday's interval", scheduled, RUN_TIMEOUT)
+    assert len(latest) == 1, latest
+    assert latest[0]["state"] == "success", latest
+    assert all(not read_sheet(region).status(row, config) for row in scenario.expected), "no feed day ran yet"
+
+    def local(day: date) -> str:
+        return pendulum.datetime(day.year, day.month, day.day, tz=config.timezone).isoformat()
+
+    backfill = cluster.backfill(dag_id, local(days[0]), local(days[-1]))
+    cluster.wait_until(
+        f"backfill {backfill['id']} to complete",
+        lambda: cluster.backfill_state(backfill["id"])["completed_at"],
+        3 * RUN_TIMEOUT,
+        interval=2,
+    )
+    runs = sorted(cluster.runs(dag_id, run_type=["backfill"]), key=lambda r: r["logical_date"])
+    assert [r["state"] for r in runs] == ["success"] * 3, runs
+    run_days = [pendulum.parse(r["logical_date"]).in_timezone(config.timezone).date() for r in runs]
+    assert run_days == days, f"backfill runs for {run_days}, expected {days}"
+
+    feed_col = config.sheets.columns.feed_date
+    sheet = read_sheet(region)
+    in_scope = {row for row in scenario.expected if str(sheet.cell(row, feed_col)) in {d.isoformat() for d in days}}
+    assert_statuses(region, scenario, rows=in_scope)
+    for run, day in zip(runs, days, strict=True):
+        rows = {row for row in in_scope if str(sheet.cell(row, feed_col)) == day.isoformat()}
+        assert rows, f"no rows fed on {day}"
+        _assert_run_ids(world, name, run["dag_run_id"], rows)
+        reports = report_for(region, run["dag_run_id"])
+        assert len(reports) == 1, reports
+        assert_report(reports[0], scenario, rows)
+    assert_fhir(region, scenario, rows=in_scope)
+    newer = max(scenario.expected)
+    assert read_sheet(region).status(newer, config).startswith("skipped: newer number on record")
+    kept = fhir_patients(region)[scenario.identifiers[newer]][0]
+    assert current_phones(kept) == {scenario.expected[newer].phone}
+    assert kept["meta"]["versionId"] == "1"
+    assert expected_counts(scenario, in_scope)["skipped"] >= 1
+    return runs
+
+
+# --- 4. two regions at once ---------------------------------------------------------------------------
+
+
+def two_regions_at_once(world: World, names: tuple[str, str]) -> dict[str, int]:
+    """Both regions triggered together: each only on its own servers with its own token, within its limit."""
+    cluster = world.cluster
+    dag_ids = {name: _start(world, name) for name in names}
+    run_ids = {name: cluster.trigger(dag_ids[name]) for name in names}
+    spans, peaks = {}, {}
+    for name in names:
+        region, scenario = world.regions[name], world.scenarios[name]
+        run = cluster.wait_for_run(dag_ids[name], run_ids[name], RUN_TIMEOUT)
+        assert run["state"] == "success", f"{name}: {_states(world, dag_ids[name], run_ids[name])}"
+        assert_statuses(region, scenario)
+        assert_fhir(region, scenario)
+        reports = report_for(region, run_ids[name])
+        assert len(reports) == 1, reports
+        assert_report(reports[0], scenario)
+
+        tis = batches(cluster, dag_ids[name], run_ids[name])
+        peaks[name] = max_concurrency(tis)
+        limit = region.config.max_parallel_batches
+        assert 1 <= peaks[name] <= limit, f"{name}: {peaks[name]} batches at once, limit {limit}"
+        assert {ti["pool"] for ti in tis} == {dag_ids[name]}, "batches must use the region's own pool"
+        pool = cluster.api("GET", f"/pools/{dag_ids[name]}")
+        assert pool["slots"] == limit, pool
+        spans[name] = (min(parse_time(t["start_date"]) for t in tis), max(parse_time(t["end_date"]) for t in tis))
+
+        # Every FHIR request on this region's server carried this region's token, and only its own.
+        log = requests.get(f"{region.fhir.url}/_admin/requests", timeout=30).json()
+        tokens = {entry["token"] for entry in log if entry["interaction"] != "metadata"}
+        assert len(log) > 10, f"{name}: too few FHIR requests logged ({len(log)})"
+        assert tokens == {token_hash(region.fhir_token)}, f"{name}: tokens seen {tokens}"
+        users = set(region.sheet_requests()["by_user"])
+        assert users == {f"phone-sync-{region.config.region}@local.test"}, f"{name}: sheet users {users}"
+    (a_start, a_end), (b_start, b_end) = spans[names[0]], spans[names[1]]
+    assert a_start < b_end, f"the two regions' batches did not overlap: {spans}"
+    assert b_start < a_end, f"the two regions' batches did not overlap: {spans}"
+    return peaks
+
+
+# --- 5. a region file broken while Airflow runs -------------------------------------------------------
+
+
+def broken_region_file(world: World, steady: str, fragile: str) -> dict[str, Any]:
+    """Break one region's file mid-run: the other region's run completes; the broken one shows why."""
+    cluster = world.cluster
+    steady_id, fragile_id = _start(world, steady), _start(world, fragile)
+    run_id = cluster.trigger(steady_id)
+
+    path = world.regions_dir / f"{fragile}.json"
+    broken = json.loads(path.read_text(encoding="utf-8"))
+    broken["batch_size"] = 0  # an operator's typo: must be 1..1000
+    path.write_text(json.dumps(broken, indent=2), encoding="utf-8")
+
+    def config_error() -> dict[str, Any] | None:
+        found = cluster.dag(fragile_id) or {}
+        return found if "config-error" in {t["name"] for t in found.get("tags", [])} else None
+
+    shown = cluster.wait_until(f"{fragile_id} to show as a config-error DAG", config_error, 120, interval=2)
+    assert f"{fragile}.json" in shown["description"], shown["description"]
+    assert "batch_size" in shown["description"], shown["description"]
+    assert shown["timetable_summary"] in (None, "None"), shown["timetable_summary"]
+    details = cluster.api("GET", f"/dags/{fragile_id}/details")
+    assert "batch_size" in (details.get("doc_md") or ""), details.get("doc_md")
+    errors = cluster.api("GET", "/importErrors")
+    assert errors["total_entries"] == 0, f"a broken region file must not be an import error: {errors}"
+
+    run = cluster.wait_for_run(steady_id, run_id, RUN_TIMEOUT)
+    assert run["state"] == "success", _states(world, steady_id, run_id)
+    region, scenario = world.regions[steady], world.scenarios[steady]
+    assert_statuses(region, scenario)
+    assert_fhir(region, scenario)
+    assert len(report_for(region, run_id)) == 1
+    steady_dag = cluster.dag(steady_id) or {}
+    assert "config-error" not in {t["name"] for t in steady_dag.get("tags", [])}
+    return shown

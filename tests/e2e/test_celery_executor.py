@@ -1,0 +1,50 @@
+"""Scenarios 1 and 2 on the scale-out path: CeleryExecutor, Redis broker, PostgreSQL metadata DB and
+result backend, two Celery worker processes. Mapped batches must really spread over both workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from localservers.scenario import generate
+from tests.e2e import scenarios
+from tests.e2e.harness import RegionSpec, World, running_world
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, postgres_url: str, redis_url: str) -> Iterator[World]:
+    specs = [
+        RegionSpec("e2e_celery_run", generate(500, seed=21)),
+        RegionSpec("e2e_celery_outage", generate(600, seed=22)),
+    ]
+    options: dict[str, Any] = {
+        "executor": "CeleryExecutor",
+        "database_url": postgres_url,
+        "broker_url": redis_url,
+        "celery_workers": 2,
+        "worker_concurrency": 2,  # 2 x 2 slots: four parallel batches cannot all land on one worker
+    }
+    with running_world(tmp_path_factory.mktemp("e2e-celery"), specs, **options) as started:
+        yield started
+
+
+def _workers(tis: list[dict[str, Any]]) -> set[str]:
+    """The Celery worker of each task instance, from the hostname it recorded (``worker1.<host>``)."""
+    return {ti["hostname"].split(".", 1)[0] for ti in tis}
+
+
+def test_triggered_run_completes_on_celery(world: World) -> None:
+    tis = scenarios.triggered_run_completes(world, "e2e_celery_run")
+    assert {ti["queue"] for ti in tis} == {world.cluster.queue}
+    assert _workers(tis) == {"worker1", "worker2"}, f"batches ran on {_workers(tis)} only"
+
+
+def test_outage_then_clear_on_celery(world: World) -> None:
+    result = scenarios.outage_then_clear(world, "e2e_celery_outage")
+    assert _workers(result["batches"]) <= {"worker1", "worker2"}
+    assert {ti["executor"] for ti in result["batches"]} <= {None, "CeleryExecutor"}

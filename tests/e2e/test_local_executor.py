@@ -1,0 +1,65 @@
+"""Operator scenarios against a running Airflow on the embedded default: LocalExecutor on SQLite.
+
+One deployment (api-server, scheduler, dag-processor, triggerer) serves every scenario of this
+module; each scenario has its own regions, servers and spreadsheet, so they do not interfere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from localservers.scenario import generate
+from tests.e2e import scenarios
+from tests.e2e.harness import RegionSpec, World, running_world
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+TIMEZONE = "Asia/Jakarta"
+TODAY = scenarios.backfill_today(TIMEZONE)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    specs = [
+        RegionSpec("e2e_run", generate(500, seed=11)),
+        RegionSpec("e2e_outage", generate(600, seed=12)),
+        RegionSpec(
+            "e2e_backfill",
+            scenarios.backfill_scenario(300, TODAY),
+            {
+                "schedule": "@daily",
+                "timezone": TIMEZONE,
+                "start_date": (TODAY - timedelta(days=30)).isoformat(),
+                "rows": {"select": "data_interval"},
+            },
+        ),
+        RegionSpec("e2e_north", generate(300, seed=14), {"batch_size": 50, "max_parallel_batches": 2}),
+        RegionSpec("e2e_south", generate(300, seed=15), {"batch_size": 50, "max_parallel_batches": 3}),
+        RegionSpec("e2e_steady", generate(300, seed=16)),
+        RegionSpec("e2e_fragile", generate(40, seed=17)),
+    ]
+    with running_world(tmp_path_factory.mktemp("e2e-local"), specs, executor="LocalExecutor") as started:
+        yield started
+
+
+def test_triggered_run_completes(world: World) -> None:
+    scenarios.triggered_run_completes(world, "e2e_run")
+
+
+def test_outage_then_clear_failed_map_indexes(world: World) -> None:
+    scenarios.outage_then_clear(world, "e2e_outage", shots="grid")
+
+
+def test_backfill_after_outage(world: World) -> None:
+    scenarios.backfill_after_outage(world, "e2e_backfill", TODAY)
+
+
+def test_two_regions_at_once(world: World) -> None:
+    scenarios.two_regions_at_once(world, ("e2e_north", "e2e_south"))
+
+
+def test_region_file_broken_while_running(world: World) -> None:
+    scenarios.broken_region_file(world, "e2e_steady", "e2e_fragile")

@@ -1,0 +1,58 @@
+"""The DAGs a benchmark scheduler parses: the region's own, and an empty DAG of the same shape.
+
+The empty DAG (``bench_floor``) has the region's five tasks, the same number of mapped batches
+(``BENCH_FLOOR_BATCHES``), the same pool size and per-DAG concurrency, and does nothing: its
+wall time is what Airflow itself costs for this shape on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, dag, task
+
+from phone_sync.config import load_regions
+from phone_sync.dag_factory import build_all
+
+FLOOR_DAG_ID = "bench_floor"
+FLOOR_POOL = "bench_floor"
+
+
+def build_floor_dag(batches: int, parallel: int) -> DAG:
+    """extract -> clean -> ``batches`` mapped no-ops -> write back -> report, all doing nothing."""
+
+    @dag(dag_id=FLOOR_DAG_ID, schedule=None, start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+         catchup=False, max_active_runs=1, tags=["bench"])
+    def bench_floor() -> None:
+        @task
+        def extract_rows() -> dict[str, Any]:
+            return {}
+
+        @task
+        def clean_phones(extracted: dict[str, Any]) -> list[dict[str, Any]]:
+            return [{"index": index} for index in range(batches)]
+
+        @task(pool=FLOOR_POOL, max_active_tis_per_dag=parallel)
+        def process_batch(batch: dict[str, Any]) -> dict[str, Any]:
+            return batch
+
+        @task(trigger_rule="all_done")
+        def write_back_statuses(batches: list[dict[str, Any]], outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+            return {}
+
+        @task(trigger_rule="all_done")
+        def run_report(written: dict[str, Any]) -> dict[str, Any]:
+            return written
+
+        found = clean_phones(extract_rows())
+        run_report(write_back_statuses(found, process_batch.expand(batch=found)))
+
+    return bench_floor()
+
+
+def all_dags() -> dict[str, DAG]:
+    configs, _ = load_regions()
+    parallel = max((c.max_parallel_batches for c in configs), default=4)
+    return {**build_all(), FLOOR_DAG_ID: build_floor_dag(int(os.environ.get("BENCH_FLOOR_BATCHES", "100")), parallel)}

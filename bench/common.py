@@ -1,0 +1,148 @@
+"""What every benchmark stage shares: the region, the servers with injected latency, counting.
+
+Each stage gets freshly seeded servers (a run writes statuses, so the next one would find nothing
+to do), with the issue's figures: FHIR 50 ms per request, Sheets 100 ms per request and Google's
+60 requests per minute per user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from localservers.airflow_env import REPO_ROOT
+from localservers.scenario import Scenario
+from localservers.stack import LocalRegion, local_region
+from phone_sync.config import RegionConfig, load_region
+
+FHIR_LATENCY_MS = 50
+SHEETS_LATENCY_MS = 100
+SHEETS_QUOTA_PER_MINUTE = 60
+DEMO_REGION = REPO_ROOT / "include" / "regions" / "demo.json"
+MIB = 2**20
+
+
+def region_file(directory: Path) -> Path:
+    """The demo region without a schedule, so a running scheduler starts only the runs we trigger."""
+    raw = json.loads(DEMO_REGION.read_text())
+    raw["schedule"] = None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "demo.json"
+    path.write_text(json.dumps(raw, indent=2))
+    return path
+
+
+def bench_config(directory: Path) -> RegionConfig:
+    return load_region(region_file(directory))
+
+
+def server_args() -> tuple[list[str], list[str]]:
+    fhir = ["--latency-ms", str(FHIR_LATENCY_MS)]
+    sheets = [
+        "--latency-ms", str(SHEETS_LATENCY_MS),
+        "--read-quota", str(SHEETS_QUOTA_PER_MINUTE), "--write-quota", str(SHEETS_QUOTA_PER_MINUTE),
+    ]
+    return fhir, sheets
+
+
+@contextmanager
+def bench_region(
+    config: RegionConfig, scenario: Scenario, workdir: Path, *, report_tab: bool = True
+) -> Iterator[LocalRegion]:
+    """Seeded servers with latency; the report tab exists (as after a region's first run); counts zeroed."""
+    fhir_args, sheets_args = server_args()
+    with local_region(config, scenario, workdir, fhir_args=fhir_args, sheets_args=sheets_args) as region:
+        if report_tab:
+            _add_report_tab(region)
+        reset_counts(region)
+        yield region
+
+
+def _add_report_tab(region: LocalRegion) -> None:
+    """What a region's first run leaves behind: the report tab with its header (as another user)."""
+    from phone_sync.sheets.report import REPORT_COLUMNS
+
+    sheets = region.config.sheets
+    token = requests.post(
+        f"{region.sheets.url}/_emulator/tokens",
+        json={"user": "bench-setup@local.test", "scopes": ["https://www.googleapis.com/auth/spreadsheets"]},
+        timeout=10,
+    ).json()
+    headers = {"Authorization": f"Bearer {token.get('access_token') or token.get('token')}"}
+    base = f"{region.sheets.url}/v4/spreadsheets/{sheets.spreadsheet_id}"
+    body = {"requests": [{"addSheet": {"properties": {"title": sheets.report_worksheet}}}]}
+    requests.post(f"{base}:batchUpdate", json=body, headers=headers, timeout=30).raise_for_status()
+    requests.post(
+        f"{base}/values/'{sheets.report_worksheet}'!A1:append",
+        params={"valueInputOption": "RAW"}, json={"values": [list(REPORT_COLUMNS)]}, headers=headers, timeout=30,
+    ).raise_for_status()
+
+
+def reset_counts(region: LocalRegion) -> None:
+    requests.post(f"{region.sheets.url}/_emulator/requests/reset", timeout=10).raise_for_status()
+    requests.post(f"{region.fhir.url}/_admin/reset-stats", timeout=10).raise_for_status()
+
+
+def request_counts(region: LocalRegion) -> dict[str, Any]:
+    """FHIR and Sheets requests the servers saw since the last reset (429 answers included)."""
+    sheets = region.sheet_requests()
+    fhir = region.fhir_stats()
+    return {
+        "fhir": int(fhir.get("total", 0)),
+        "sheets": int(sheets.get("total", 0)),
+        "sheets_throttled": int(sheets.get("throttled", 0)),
+        "sheets_by_method": sheets.get("by_method", {}),
+    }
+
+
+def status_column_values(region: LocalRegion) -> dict[int, str]:
+    """Sheet row -> status text, as the emulator holds it now."""
+    header, *rows = region.cells()
+    column = header.index(region.config.sheets.columns.status)
+    return {index: str(row[column]) if len(row) > column and row[column] is not None else ""
+            for index, row in enumerate(rows, start=2)}
+
+
+def statuses_lost(region: LocalRegion, scenario: Scenario, rows: set[int] | None = None) -> int:
+    """Rows that should carry a status after the run and do not (``rows``: only these)."""
+    current = status_column_values(region)
+    wanted = [row for row, expected in scenario.expected.items() if expected.kind != "blank"]
+    if rows is not None:
+        wanted = [row for row in wanted if row in rows]
+    return sum(1 for row in wanted if not current.get(row, "").strip())
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS (Linux ``ru_maxrss`` is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
+
+
+def run_child(stage: str, spec: dict[str, Any], workdir: Path, env: dict[str, str] | None = None,
+              timeout: float = 1800) -> dict[str, Any]:
+    """Run ``python -m bench.child <stage>`` in a fresh interpreter: its peak RSS is the stage's own."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec_path, out_path = workdir / f"{stage}.spec.json", workdir / f"{stage}.out.json"
+    spec_path.write_text(json.dumps(spec))
+    out_path.unlink(missing_ok=True)
+    pythonpath = f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'plugins'}"
+    with open(workdir / f"{stage}.log", "wb") as log:
+        subprocess.run(
+            [sys.executable, "-m", "bench.child", stage, str(spec_path), str(out_path)],
+            env={**os.environ, **(env or {}), "PYTHONPATH": pythonpath},
+            stdout=log, stderr=subprocess.STDOUT, check=True, timeout=timeout, cwd=REPO_ROOT,
+        )
+    return json.loads(out_path.read_text())

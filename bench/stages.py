@@ -1,0 +1,175 @@
+"""The benchmark's stages as the runner sees them: seed servers, run a child, count what happened."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    bench_region,
+    request_counts,
+    run_child,
+    statuses_lost,
+)
+from localservers.process import ServerProcess
+from localservers.scenario import Scenario, generate
+from localservers.stack import seed_sheet
+from phone_sync.config import RegionConfig
+from phone_sync.phones import canonical
+
+
+def logical_date(scenario: Scenario) -> str:
+    return f"{scenario.run_date.isoformat()}T01:00:00+07:00"
+
+
+def baseline(config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path, sample: int) -> dict[str, Any]:
+    """The article's loop over the first ``sample`` usable rows of the same sheet."""
+    with bench_region(config, scenario, workdir / "servers", report_tab=False) as region:
+        columns = config.sheets.columns
+        spec = {"loop": {
+            "keyfile": region.keyfile, "sheets_url": region.sheets.url,
+            "spreadsheet_id": config.sheets.spreadsheet_id, "worksheet_title": config.sheets.worksheet,
+            "identifier_header": columns.identifier, "phone_header": columns.phone, "status_header": columns.status,
+            "fhir_url": region.fhir.url, "fhir_token": region.fhir_token, "limit": sample,
+        }}
+        out = run_child("baseline", spec, workdir)
+        counts = request_counts(region)
+        rows = set(out["attempted"])
+        lost = statuses_lost(region, scenario, rows)
+    wrong = sum(
+        1 for row, phone in out["sent"].items()
+        if canonical(phone) != scenario.expected[int(row)].phone
+    )
+    records = out["records"]
+    return {
+        "name": "article per-row loop",
+        "rows": records,
+        "seconds": out["seconds"],
+        "rows_per_second": records / out["seconds"],
+        "wall_10k_seconds": 10_000 * out["seconds"] / records,
+        "fhir_requests": counts["fhir"],
+        "sheets_requests": counts["sheets"],
+        "sheets_throttled": counts["sheets_throttled"],
+        "statuses_lost": lost,
+        "status_writes_failed": out["status_writes_failed"],
+        "wrong_numbers_sent": wrong,
+        "task_rss_mib": {"loop process": round(out["peak_rss_mib"], 1)},
+        "results": out["results"],
+    }
+
+
+def inprocess(config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path) -> dict[str, Any]:
+    """The task bodies without Airflow: what the batching itself costs."""
+    with bench_region(config, scenario, workdir / "servers") as region:
+        spec = {"region_file": str(region_file), "logical_date": logical_date(scenario)}
+        out = run_child("inprocess", spec, workdir, env=region.connections)
+        counts = request_counts(region)
+        lost = statuses_lost(region, scenario)
+    return _project_result("batch logic in-process (no Airflow)", scenario, out["seconds"], counts, lost,
+                           {"one process": round(out["peak_rss_mib"], 1)}, extra={
+                               "fhir_seconds": out["fhir_seconds"], "batches": out["batches"]})
+
+
+def dagtest(config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path) -> dict[str, Any]:
+    with bench_region(config, scenario, workdir / "servers") as region:
+        spec = {"region_file": str(region_file), "logical_date": logical_date(scenario),
+                "airflow_home": str(workdir / "airflow")}
+        out = run_child("dagtest", spec, workdir, env=region.connections)
+        counts = request_counts(region)
+        lost = statuses_lost(region, scenario)
+    return _project_result("whole DAG, dag.test()", scenario, out["seconds"], counts, lost,
+                           {"dag.test process": round(out["peak_rss_mib"], 1)}, extra={"state": out["state"]})
+
+
+def _project_result(name: str, scenario: Scenario, seconds: float, counts: dict[str, Any], lost: int,
+                    rss: dict[str, float], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    rows = len(scenario.rows)
+    return {
+        "name": name,
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_second": rows / seconds,
+        "wall_10k_seconds": 10_000 * seconds / rows,
+        "fhir_requests": counts["fhir"],
+        "sheets_requests": counts["sheets"],
+        "sheets_throttled": counts["sheets_throttled"],
+        "sheets_by_method": counts["sheets_by_method"],
+        "statuses_lost": lost,
+        "task_rss_mib": rss,
+        **(extra or {}),
+    }
+
+
+def memory(config: RegionConfig, region_file: Path, workdir: Path, rows: int) -> dict[str, Any]:
+    """Peak RSS of the extract and the clean task processes for ``rows`` sheet rows."""
+    from bench.common import server_args
+
+    scenario = generate(rows, seed=11)
+    _, sheets_args = server_args()
+    workdir.mkdir(parents=True, exist_ok=True)
+    with ServerProcess("localservers.sheets", sheets_args, health_path="/_emulator/health",
+                       log_path=workdir / "sheets.log") as sheets:
+        seed_sheet(sheets.url, config, scenario)
+        from localservers.sheets.keyfile import demo_keyfile
+
+        keyfile = demo_keyfile(token_uri=f"{sheets.url}/token", client_email="phone-sync-memory@local.test")
+        import json
+
+        env = {f"AIRFLOW_CONN_{config.sheets.conn_id.upper()}": json.dumps({
+            "conn_type": "google_cloud_platform", "extra": {"keyfile_dict": keyfile, "sheets_api_url": sheets.url}})}
+        spec = {"region_file": str(region_file), "logical_date": logical_date(scenario),
+                "xcom_file": str(workdir / "extract.xcom.json")}
+        extract = run_child("extract", spec, workdir, env=env)
+        clean = run_child("clean", spec, workdir, env=env)
+    batches = math.ceil(sum(1 for e in scenario.expected.values() if e.kind != "blank") / config.batch_size)
+    return {
+        "rows": rows,
+        "batches_about": batches,
+        "extract_peak_rss_mib": round(extract["peak_rss_mib"], 1),
+        "extract_import_rss_mib": round(extract["import_rss_mib"], 1),
+        "extract_seconds": round(extract["seconds"], 2),
+        "extract_xcom_mib": round(extract["xcom_bytes"] / 2**20, 2),
+        "clean_peak_rss_mib": round(clean["peak_rss_mib"], 1),
+        "clean_import_rss_mib": round(clean["import_rss_mib"], 1),
+        "clean_seconds": round(clean["seconds"], 2),
+        "clean_xcom_mib": round(clean["xcom_bytes"] / 2**20, 2),
+    }
+
+
+def scheduler(config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path) -> dict[str, Any]:
+    """The region's DAG and its empty twin through a running scheduler, one after the other."""
+    from bench.scheduler import run_side_by_side
+
+    with bench_region(config, scenario, workdir / "servers") as region:
+        batches = batch_count(config, scenario)
+        out = run_side_by_side(workdir, region.connections, region_file.parent, config.dag_id, batches,
+                               config.max_parallel_batches)
+        counts = request_counts(region)
+        lost = statuses_lost(region, scenario)
+    run, floor = out["region"], out["floor"]
+    rss = {task: max(v["ru_maxrss_mib"], v["sampled_mib"]) for task, v in run["tasks"].items()}
+    result = _project_result("whole DAG, scheduler (LocalExecutor)", scenario, run["seconds"], counts, lost, rss,
+                             extra={"state": run["state"], "task_states": run["task_states"], "tasks": run["tasks"]})
+    result["floor"] = {
+        "name": "empty DAG, same shape (Airflow floor)",
+        "seconds": floor["seconds"], "state": floor["state"], "batches": batches,
+        "task_rss_mib": {task: max(v["ru_maxrss_mib"], v["sampled_mib"]) for task, v in floor["tasks"].items()},
+        "tasks": floor["tasks"],
+    }
+    return result
+
+
+def batch_count(config: RegionConfig, scenario: Scenario) -> int:
+    """How many batches the pipeline will map over: its own cleaning and batching, run here."""
+    from datetime import date
+
+    from phone_sync.pipeline.batching import SelectedRow, clean_and_batch
+
+    rows = [
+        SelectedRow(
+            index, str(row[0]), row[2] if row[2] != "" else None, date.fromisoformat(row[3]) if row[3] else None
+        )
+        for index, row in enumerate(scenario.rows, start=2) if row[0] != "" or row[2] != ""
+    ]
+    return len(clean_and_batch(rows, config.phone, scenario.run_date, config.batch_size).batches)

@@ -1,0 +1,73 @@
+"""The benchmark's own logic: ratios and verdicts, the PNG writer, the article's cleaner as ported."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+from bench import report
+from bench.baseline import clean_phone_number
+from bench.png import bar_chart
+
+
+def result(name: str, rows: int, seconds: float, fhir: int, sheets: int, lost: int, rss: float) -> dict:
+    return {
+        "name": name, "rows": rows, "seconds": seconds, "rows_per_second": rows / seconds,
+        "wall_10k_seconds": 10_000 * seconds / rows, "fhir_requests": fhir, "sheets_requests": sheets,
+        "statuses_lost": lost, "task_rss_mib": {"a": rss, "b": rss - 10},
+    }
+
+
+RESULTS = {
+    "baseline": result("article per-row loop", 400, 130.0, 820, 400, 260, 60.0),
+    "scheduler": {
+        **result("whole DAG, scheduler (LocalExecutor)", 10_000, 50.0, 570, 6, 0, 190.0),
+        "floor": {"name": "empty DAG", "seconds": 40.0, "task_rss_mib": {"a": 140.0}},
+    },
+    "memory": [{"rows": 100_000, "extract_peak_rss_mib": 250.0, "clean_peak_rss_mib": 300.0}],
+}
+
+
+def test_ratios_are_against_the_baseline_rate_and_the_floor_time():
+    lines = {line["system"]: line for line in report.rows_table(RESULTS)}
+    sched = lines["whole DAG, scheduler (LocalExecutor)"]
+    assert round(sched["vs_baseline"], 1) == round((10_000 / 50) / (400 / 130), 1)
+    assert sched["vs_floor"] == 50 / 40
+    assert sched["fhir_per_1000"] == 57
+    assert lines["empty DAG"]["vs_floor"] == 1.0
+    assert "x floor" in report.format_table(report.rows_table(RESULTS))
+
+
+def test_verdicts_name_what_is_missed_with_the_figure():
+    verdicts = {v["target"]: v for v in report.verdicts(RESULTS)}
+    assert verdicts["rows/s vs baseline (scheduler run)"]["met"]
+    assert verdicts["scheduler end to end vs empty-DAG floor"] == {
+        "target": "scheduler end to end vs empty-DAG floor", "measured": 1.25, "goal": "<= 1.5x", "met": True,
+        "note": "",
+    }
+    sheets = verdicts["Sheets requests per run (whole DAG, scheduler (LocalExecutor))"]
+    assert (sheets["measured"], sheets["met"]) == (6, False)
+    memory = verdicts["extract + clean of 100,000 rows (peak of the two task processes)"]
+    assert (memory["measured"], memory["met"]) == (300.0, False)
+    assert "[MISSED]" in report.format_verdicts(report.verdicts(RESULTS))
+
+
+def test_chart_is_a_valid_png(tmp_path: Path):
+    path = tmp_path / "chart.png"
+    bar_chart(path, "Title", "subtitle", [("a", 3000.0, "3000 S", (200, 0, 0)), ("b", 40.0, "40 S", (0, 0, 200))])
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", data[16:24])
+    length = struct.unpack(">I", data[33:37])[0]
+    raw = zlib.decompress(data[41 : 41 + length])
+    assert len(raw) == height * (1 + 3 * width)
+    assert b"\xc8\x00\x00" in raw  # the first bar's colour was drawn
+
+
+def test_the_ported_cleaner_keeps_the_articles_behaviour():
+    assert clean_phone_number("0812-3456-7890") == "081234567890"
+    assert clean_phone_number(81234567890) == "081234567890"  # missing leading zero restored
+    assert clean_phone_number("0812345678, 0813999999") == "0812345678"
+    assert clean_phone_number("6.28123E+12") == "6281230000000"  # invented zeros: the article's bug, kept
+    assert clean_phone_number("0812") is None

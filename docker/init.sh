@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One-shot set-up of the stack (the airflow-init service): metadata DB, the admin's password, region pools.
+# Safe to re-run: every step is idempotent.
+set -euo pipefail
+
+echo "phone-sync init: migrating the metadata database"
+airflow db migrate
+
+# Simple auth manager: users come from AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS, passwords from this file.
+# Without AIRFLOW_ADMIN_PASSWORD the api-server generates one and prints it in its log once.
+passwords="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:-/opt/airflow/auth/passwords.json}"
+mkdir -p "$(dirname "$passwords")"
+if [[ -n "${AIRFLOW_ADMIN_PASSWORD:-}" ]]; then
+  python - "$passwords" <<'PY'
+import json, os, sys
+user = os.environ.get("AIRFLOW_ADMIN_USER", "admin")
+with open(sys.argv[1], "w", encoding="utf-8") as out:
+    json.dump({user: os.environ["AIRFLOW_ADMIN_PASSWORD"]}, out)
+PY
+  echo "phone-sync init: password set for user ${AIRFLOW_ADMIN_USER:-admin}"
+else
+  echo "phone-sync init: AIRFLOW_ADMIN_PASSWORD not set; see the airflow-apiserver log for a generated password"
+fi
+
+# One pool per region (slots = max_parallel_batches). Without it every batch waits forever.
+echo "phone-sync init: syncing region pools"
+python -m phone_sync.pools
+
+echo "phone-sync init: checking region files"
+python -m phone_sync.check_regions || echo "phone-sync init: some region files are invalid (they show as config-error DAGs)"

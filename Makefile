@@ -25,5 +25,11 @@ lint: $(STAMP)
 check-regions: $(STAMP) ## Validate every region file and print every problem
 	$(PY) -m phone_sync.check_regions
 
+demo: $(STAMP) ## Run the demo region's DAG on local servers (SQLite Airflow home in var/demo) and print the report
+	$(PY) -m localservers.demo
+
+standalone: $(STAMP) ## The demo region in the Airflow UI on http://localhost:8080 (airflow standalone)
+	$(PY) -m localservers.standalone
+
 clean:
 	rm -rf var .pytest_cache .ruff_cache

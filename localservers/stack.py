@@ -35,6 +35,7 @@ class LocalRegion:
     sheets: ServerProcess
     fhir_token: str
     keyfile: dict[str, Any]
+    fhir_db: Path
 
     @property
     def connections(self) -> dict[str, str]:
@@ -59,8 +60,22 @@ class LocalRegion:
         response.raise_for_status()
         return response.json()["rows"]
 
+    def sheet_edit(self, *edits: dict[str, Any], worksheet: str | None = None) -> None:
+        """An operator's edits mid-run: move, insert, delete, sort or set (see the emulator's README)."""
+        title = worksheet or self.config.sheets.worksheet
+        url = f"{self.sheets.url}/_emulator/spreadsheets/{self.config.sheets.spreadsheet_id}/sheets/{title}/edits"
+        requests.post(url, json=list(edits), timeout=60).raise_for_status()
+
     def sheet_requests(self) -> dict[str, Any]:
         return requests.get(f"{self.sheets.url}/_emulator/requests", timeout=10).json()
+
+    def patients(self) -> list[dict[str, Any]]:
+        """Every Patient as the FHIR server stores it now (read straight from its SQLite file)."""
+        store = Store(self.fhir_db)
+        try:
+            return store.by_seqs(store.all_seqs())
+        finally:
+            store.close()
 
     def fhir_stats(self) -> dict[str, Any]:
         return requests.get(f"{self.fhir.url}/_admin/stats", timeout=10).json()
@@ -127,4 +142,4 @@ def local_region(
         )
         seed_sheet(sheets.url, config, scenario)
         keyfile = demo_keyfile(token_uri=f"{sheets.url}/token", client_email=f"phone-sync-{config.region}@local.test")
-        yield LocalRegion(config, fhir, sheets, token, keyfile)
+        yield LocalRegion(config, fhir, sheets, token, keyfile, db)

@@ -87,13 +87,13 @@ def build_region_dag(config: RegionConfig) -> DAG:
         params={"region": config.region},
     )
     def phone_sync() -> None:
-        @task
+        @task(show_return_value_in_logs=False)
         def extract_rows() -> dict[str, Any]:
             from phone_sync.pipeline import tasks
 
             return tasks.extract_rows(config, get_current_context())
 
-        @task
+        @task(show_return_value_in_logs=False)
         def clean_phones(extracted: dict[str, Any]) -> list[dict[str, Any]]:
             """Returns the batches to map over; pushes the statuses decided here as XCom key 'decided'."""
             from phone_sync.pipeline import tasks
@@ -102,6 +102,7 @@ def build_region_dag(config: RegionConfig) -> DAG:
 
         @task(
             map_index_template="{{ batch_label }}",
+            show_return_value_in_logs=False,
             pool=pool_name(config),
             max_active_tis_per_dag=config.max_parallel_batches,
         )
@@ -112,7 +113,7 @@ def build_region_dag(config: RegionConfig) -> DAG:
             context["batch_label"] = batch["label"]  # type: ignore[typeddict-unknown-key]
             return tasks.process_batch(config, batch, context)
 
-        @task(trigger_rule="all_done")
+        @task(trigger_rule="all_done", show_return_value_in_logs=False)
         def write_back_statuses(
             decided: dict[str, Any], batches: list[dict[str, Any]], outcomes: list[dict[str, Any]]
         ) -> dict[str, Any]:

@@ -4,7 +4,6 @@ return compact JSON for XCom. The DAG shape lives in ``phone_sync.dag_factory``.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,21 +13,15 @@ from airflow.sdk.exceptions import AirflowFailException
 from phone_sync.config import RegionConfig
 from phone_sync.fhir.client import FhirClient, FhirUnavailable, PhoneUpdate
 from phone_sync.fhir.hook import FhirHook
+from phone_sync.pipeline import batch_log, links
 from phone_sync.pipeline.batching import SelectedRow, clean_and_batch
-from phone_sync.pipeline.outcomes import (
-    Status,
-    batch_not_processed,
-    count,
-    from_outcome,
-    missing_feed_date,
-)
+from phone_sync.pipeline.outcomes import Status, batch_not_processed, count, from_outcome, missing_feed_date
 from phone_sync.pipeline.selection import Interval, select_rows
 from phone_sync.sheets.hook import SheetsHook
 from phone_sync.sheets.report import append_report
 from phone_sync.sheets.rows import read_rows
 from phone_sync.sheets.statuses import StatusCell, write_statuses
 
-log = logging.getLogger(__name__)
 FAILURE_KEY = "failure"
 DECIDED_KEY = "decided"
 
@@ -48,10 +41,8 @@ def _interval(context: Any, config: RegionConfig) -> Interval | None:
     return Interval(_local_date(start, config), _local_date(end, config))
 
 
-def _run_date(context: Any, config: RegionConfig) -> date:
-    """The date a new number counts from when its row has no feed date: the run's logical date."""
-    moment = context.get("logical_date") or context["dag_run"].run_after
-    return _local_date(moment, config)
+def _logical_moment(context: Any) -> datetime:
+    return context.get("logical_date") or context["dag_run"].run_after
 
 
 def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
@@ -61,12 +52,14 @@ def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
     rows = read_rows(hook, config.sheets)
     interval = _interval(context, config)
     selection = select_rows(rows, config.rows, interval)
-    log.info(
-        "extract_rows: read %d rows, selected %d (%s)%s",
-        len(rows),
-        len(selection.rows),
-        ", ".join(f"{reason}: {n}" for reason, n in sorted(selection.reasons.items())),
-        f", interval {interval.start}..{interval.end}" if interval else "",
+    batch_log.summary(
+        "extract_rows",
+        region=config.region,
+        rows_read=len(rows),
+        selected=len(selection.rows),
+        why=dict(selection.reasons),
+        interval=f"{interval.start}..{interval.end}" if interval and config.rows.select == "data_interval" else None,
+        sheets_requests=hook.request_count,
     )
     return {
         "started": started.isoformat(),
@@ -83,16 +76,20 @@ def clean_phones(config: RegionConfig, extracted: dict[str, Any], context: Any) 
         SelectedRow(row, identifier, phone, feed and date.fromisoformat(feed))
         for row, identifier, phone, feed in extracted["rows"]
     ]
-    cleaned = clean_and_batch(rows, config.phone, _run_date(context, config), config.batch_size)
+    fallback = _local_date(_logical_moment(context), config)
+    cleaned = clean_and_batch(rows, config.phone, fallback, config.batch_size)
     decided = cleaned.decided + [missing_feed_date(row, ident) for row, ident in extracted["missing_feed_date"]]
+    batch_log.row_lines("clean_phones", decided, region=config.region)
     counts = count(decided)
-    log.info(
-        "clean_phones: %d rows in %d batches; invalid phone %d, skipped %d, other failures %d",
-        sum(len(b["rows"]) for b in cleaned.batches),
-        len(cleaned.batches),
-        counts["invalid_phone"],
-        counts["skipped"],
-        counts["failed"],
+    batch_log.summary(
+        "clean_phones",
+        region=config.region,
+        to_fhir=sum(len(b["rows"]) for b in cleaned.batches),
+        batches=len(cleaned.batches),
+        invalid_phone=counts["invalid_phone"],
+        invalid_by_reason=_reasons(s for s in decided if s.kind == "invalid_phone"),
+        superseded=counts["skipped"],
+        other_failures=counts["failed"],
     )
     context["ti"].xcom_push(
         key=DECIDED_KEY,
@@ -107,47 +104,42 @@ def clean_phones(config: RegionConfig, extracted: dict[str, Any], context: Any) 
     return cleaned.batches
 
 
+def _reasons(statuses: Any) -> dict[str, int]:
+    reasons: dict[str, int] = {}
+    for status in statuses:
+        reason = batch_log.CORRELATION.sub("", status.text).split(", ", 1)[-1].strip()
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return reasons
+
+
 def process_batch(config: RegionConfig, batch: dict[str, Any], context: Any) -> dict[str, Any]:
     """Apply one batch to the region's FHIR server; per-row problems are outcomes, outages raise."""
+    index, label = batch["index"], batch["label"]
     # The region's request rate is shared by the batches that may run at once.
     rate = config.fhir_requests_per_second / config.max_parallel_batches
     client = FhirClient(FhirHook(config.fhir.conn_id, requests_per_second=rate), config.fhir, config.phone)
     updates = [PhoneUpdate(row, ident, phone, date.fromisoformat(eff)) for row, ident, phone, eff, _ in batch["rows"]]
-    log.info("process_batch %d: %s, %d rows", batch["index"], batch["label"], len(updates))
+    batch_log.summary("batch start", region=config.region, batch=index, rows=label, count=len(updates))
     try:
         outcomes = client.apply(updates)
     except FhirUnavailable as exc:
         context["ti"].xcom_push(key=FAILURE_KEY, value=str(exc)[:200])
-        log.error("process_batch %d: FHIR server unavailable after retries: %s", batch["index"], exc)
+        batch_log.summary(
+            "batch failed", region=config.region, batch=index, rows=label, error=str(exc)[:200], **client.stats
+        )
         raise
-    log.info("process_batch %d: done, FHIR requests %s", batch["index"], client.stats)
-    return {
-        "index": batch["index"],
-        "outcomes": [[o.row, o.outcome, o.patients, o.failed, o.reason] for o in outcomes],
-        "stats": client.stats,
-    }
+    sent = {row[0]: row for row in batch["rows"]}
+    statuses = [
+        from_outcome(o.row, sent[o.row][1], index, o.outcome, o.patients, o.failed, o.reason, sent[o.row][4])
+        for o in outcomes
+    ]
+    batch_log.row_lines("batch", statuses, batch=index)
+    batch_log.summary("batch done", region=config.region, batch=index, rows=label, **count(statuses), **client.stats)
+    return {"index": index, "statuses": [s.to_xcom() for s in statuses], "stats": client.stats}
 
 
-def _batch_statuses(
-    batches: list[dict[str, Any]], results: dict[int, dict[str, Any]], failure_reason: Any
-) -> tuple[list[Status], list[str]]:
-    statuses: list[Status] = []
-    failed_labels: list[str] = []
-    for batch in batches:
-        index = batch["index"]
-        result = results.get(index)
-        if result is None:
-            failed_labels.append(batch["label"])
-            reason = failure_reason(index) or "task failed"
-            statuses += [batch_not_processed(row[0], row[1], index, reason) for row in batch["rows"]]
-            continue
-        notes = {row[0]: row[4] for row in batch["rows"]}
-        identifiers = {row[0]: row[1] for row in batch["rows"]}
-        statuses += [
-            from_outcome(row, identifiers[row], index, outcome, patients, failed, reason, notes[row])
-            for row, outcome, patients, failed, reason in result["outcomes"]
-        ]
-    return statuses, failed_labels
+def _fhir_requests(stats: dict[str, Any]) -> int:
+    return sum(v for k, v in stats.items() if k.startswith("requests"))
 
 
 def write_back_statuses(
@@ -158,32 +150,52 @@ def write_back_statuses(
     context: Any,
 ) -> dict[str, Any]:
     """Every decided status into the sheet; rows of failed batches say they will be retried."""
-    ti = context["ti"]
-
-    def failure_reason(index: int) -> str | None:
-        return ti.xcom_pull(task_ids="process_batch", key=FAILURE_KEY, map_indexes=index)
-
+    ti, run_id, dag_id = context["ti"], context["run_id"], config.dag_id
     done = {result["index"]: result for result in results}
-    batch_statuses, failed_labels = _batch_statuses(batches or [], done, failure_reason)
-    statuses = [Status.from_xcom(s) for s in decided["statuses"]] + batch_statuses
+    statuses = [Status.from_xcom(s) for s in decided["statuses"]]
+    failed_labels = []
+    for batch in batches or []:
+        index = batch["index"]
+        if index in done:
+            statuses += [Status.from_xcom(s) for s in done[index]["statuses"]]
+            continue
+        failed_labels.append(batch["label"])
+        reason = ti.xcom_pull(task_ids="process_batch", key=FAILURE_KEY, map_indexes=index) or "task failed"
+        not_processed = [batch_not_processed(row[0], row[1], index, reason) for row in batch["rows"]]
+        batch_log.row_lines("write_back_statuses", not_processed, batch=index)
+        statuses += not_processed
+
+    base = links.base_url()
+    batch_of_row = {row[0]: batch["index"] for batch in batches or [] for row in batch["rows"]}
+
+    def link(status: Status) -> str:
+        index = batch_of_row.get(status.row)
+        task = "clean_phones" if index is None else "process_batch"
+        return links.task_link(base, dag_id, run_id, task, index)
+
     hook = _sheets_hook(config)
     written = write_statuses(
         hook,
         config.sheets,
-        [StatusCell(s.row, s.identifier, s.text) for s in statuses],
-        run_id=context["run_id"],
+        [
+            StatusCell(s.row, s.identifier, s.text, link(s) if config.sheets.columns.status_link else None)
+            for s in statuses
+        ],
+        run_id=run_id,
         run_time=datetime.now(UTC),
     )
     counts = count(statuses)
-    log.info(
-        "write_back_statuses: %d statuses written (%d moved), %d not placed; %s",
-        written.written,
-        written.moved,
-        len(written.not_placed),
-        ", ".join(f"{k} {v}" for k, v in counts.items()),
-    )
-    fhir_requests = sum(
-        sum(v for k, v in result["stats"].items() if k.startswith("requests")) for result in done.values()
+    fhir_requests = sum(_fhir_requests(result["stats"]) for result in done.values())
+    batch_log.summary(
+        "write_back_statuses",
+        region=config.region,
+        written=written.written,
+        moved=written.moved,
+        not_placed=len(written.not_placed),
+        not_placed_rows=written.not_placed[:50],
+        batches_failed=failed_labels,
+        sheets_requests=written.requests,
+        **counts,
     )
     return {
         "counts": counts,
@@ -201,15 +213,12 @@ def write_back_statuses(
 
 def run_report(config: RegionConfig, written: dict[str, Any], context: Any) -> dict[str, Any]:
     """Append the report row, log a readable summary, and fail the run if a batch failed."""
-    dag_run = context["dag_run"]
     started = datetime.fromisoformat(written["started"])
     counts = written["counts"]
     hook = _sheets_hook(config)
     values = {
         "run id": context["run_id"],
-        "logical date": pendulum.instance(context.get("logical_date") or dag_run.run_after)
-        .in_timezone(config.timezone)
-        .isoformat(),
+        "logical date": pendulum.instance(_logical_moment(context)).in_timezone(config.timezone).isoformat(),
         "start": started.isoformat(),
         "duration": str(timedelta(seconds=round((datetime.now(UTC) - started).total_seconds()))),
         "rows read": written["read"],
@@ -223,14 +232,14 @@ def run_report(config: RegionConfig, written: dict[str, Any], context: Any) -> d
         "batches failed": len(written["batches_failed"]),
         "statuses not placed": written["not_placed"],
         "FHIR requests": written["fhir_requests"],
-        "Sheets requests": written["sheets_requests"] + 1,
-        "link": "",
+        "Sheets requests": written["sheets_requests"],
+        "link": links.run_link(links.base_url(), config.dag_id, context["run_id"]),
     }
     append_report(hook, config.sheets, values)
-    log.info(
-        "run_report %s: %s",
-        config.region,
-        "; ".join(f"{key} {value}" for key, value in values.items() if key not in ("link", "run id")),
+    batch_log.summary(
+        "run_report",
+        region=config.region,
+        **{k.replace(" ", "_"): v for k, v in values.items() if k not in ("link", "run id", "start")},
     )
     if written["batches_failed"]:
         context["ti"].xcom_push(key="report", value=values)

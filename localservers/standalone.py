@@ -1,0 +1,58 @@
+"""The demo region in the Airflow UI: ``python -m localservers.standalone [--port 8080]``.
+
+Seeds and starts the local FHIR server and Sheets emulator, creates the region pools, and runs
+``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; LocalExecutor on SQLite)
+with the demo region's connections. Open the UI, trigger ``phone_sync__demo``, watch the mapped
+``process_batch`` tasks named by their sheet rows, and clear one. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from localservers.airflow_env import REPO_ROOT, airflow_env
+from localservers.demo import DEMO_REGION, migrate_db
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localservers.standalone", description=__doc__)
+    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "var" / "standalone")
+    args = parser.parse_args(argv)
+
+    env = airflow_env(
+        args.workdir / "airflow",
+        api__port=str(args.port),
+        core__execution_api_server_url=f"http://localhost:{args.port}/execution/",
+        core__simple_auth_manager_all_admins="True",
+        core__dags_are_paused_at_creation="False",
+    )
+    os.environ.update(env)
+    migrate_db(env)
+    subprocess.run([sys.executable, "-m", "phone_sync.pools"], env=os.environ, check=True)
+
+    from localservers.scenario import generate
+    from localservers.stack import local_region
+    from phone_sync.config import load_region
+
+    config = load_region(DEMO_REGION)
+    with local_region(config, generate(args.rows, seed=7), args.workdir) as region:
+        print(f"FHIR server {region.fhir.url}, Sheets emulator {region.sheets.url}")
+        print(f"Airflow UI: http://localhost:{args.port}/  (all users are admins; Ctrl-C stops everything)")
+        airflow = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "standalone"], env={**os.environ, **region.connections}
+        )
+        try:
+            return airflow.wait()
+        except KeyboardInterrupt:
+            airflow.terminate()
+            return airflow.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Whole-DAG runs through ``dag.test()`` on SQLite against the local FHIR server and Sheets emulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+
+from localservers.scenario import Scenario
+from localservers.stack import LocalRegion, local_region
+from phone_sync.config import REGIONS_DIR_ENV, RegionConfig, load_region
+from phone_sync.dag_factory import build_region_dag
+
+DEMO_REGION = Path(__file__).resolve().parents[2] / "include" / "regions" / "demo.json"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Migrate the session's SQLite metadata DB once (AIRFLOW_HOME comes from tests/conftest.py)."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
+
+
+def region_file(directory: Path, **changes: Any) -> RegionConfig:
+    """The demo region with fast task retries (and ``changes``), written where the DAG folder reads it."""
+    data = json.loads(DEMO_REGION.read_text())
+    data["retries"] = {"count": 1, "delay_seconds": 1, "max_delay_seconds": 2}
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+        else:
+            data[key] = value
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{data['region']}.json"
+    path.write_text(json.dumps(data))
+    return load_region(path)
+
+
+MakeRegion = Callable[..., LocalRegion]
+
+
+@pytest.fixture
+def make_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: None) -> Iterator[MakeRegion]:
+    """Start a region's local servers for a scenario and point its Airflow connections at them."""
+    regions = tmp_path / "regions"
+    monkeypatch.setenv(REGIONS_DIR_ENV, str(regions))
+    with ExitStack() as stack:
+
+        def start(scenario: Scenario, fhir_args: tuple[str, ...] = (), **changes: Any) -> LocalRegion:
+            config = region_file(regions, **changes)
+            region = stack.enter_context(local_region(config, scenario, tmp_path / "servers", fhir_args=fhir_args))
+            for name, value in region.connections.items():
+                monkeypatch.setenv(name, value)
+            return region
+
+        yield start
+
+
+def run_dag(region: LocalRegion, day: date) -> Any:
+    """Run the region's DAG for the data interval that ends on ``day`` (a 01:00 local logical time)."""
+    logical = pendulum.instance(datetime.combine(day, time(1)), tz=region.config.timezone)
+    return build_region_dag(region.config).test(logical_date=logical)
+
+
+def statuses(region: LocalRegion) -> dict[int, str]:
+    """Sheet row number -> status text, as the emulator holds it."""
+    header, *rows = region.cells()
+    col = header.index(region.config.sheets.columns.status)
+    return {
+        number: str(row[col]) if len(row) > col and row[col] is not None else ""
+        for number, row in enumerate(rows, start=2)
+    }
+
+
+def report_rows(region: LocalRegion) -> list[dict[str, Any]]:
+    header, *rows = region.cells(region.config.sheets.report_worksheet)
+    return [dict(zip(header, row, strict=False)) for row in rows]
+
+
+def phones_by_identifier(region: LocalRegion) -> dict[str, list[dict[str, Any]]]:
+    """identifier -> the patients carrying it (id, versionId, current phone, telecom)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for patient in region.patients():
+        phones = [t for t in patient.get("telecom", []) if t.get("system") == "phone" and t.get("use") != "old"]
+        for ident in patient.get("identifier", []):
+            found.setdefault(ident["value"], []).append(
+                {
+                    "id": patient["id"],
+                    "version": int(patient["meta"]["versionId"]),
+                    "phone": phones[0]["value"] if phones else None,
+                    "telecom": patient.get("telecom", []),
+                }
+            )
+    return found
+
+
+def ti_states(dag_run: Any) -> dict[tuple[str, int], str]:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {(ti.task_id, ti.map_index): str(ti.state) for ti in dag_run.get_task_instances(session=session)}

@@ -19,7 +19,7 @@ from phone_sync.pipeline.outcomes import Status, batch_not_processed, count, fro
 from phone_sync.pipeline.selection import Interval, select_rows
 from phone_sync.sheets.hook import SheetsHook
 from phone_sync.sheets.report import append_report
-from phone_sync.sheets.rows import read_rows
+from phone_sync.sheets.rows import read_table
 from phone_sync.sheets.statuses import StatusCell, write_statuses
 
 FAILURE_KEY = "failure"
@@ -49,7 +49,8 @@ def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
     """One read of the sheet; keep only the rows this run should process."""
     started = datetime.now(UTC)
     hook = _sheets_hook(config)
-    rows = read_rows(hook, config.sheets)
+    table = read_table(hook, config.sheets)
+    rows = table.rows
     interval = _interval(context, config)
     selection = select_rows(rows, config.rows, interval)
     batch_log.summary(
@@ -64,6 +65,7 @@ def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
     return {
         "started": started.isoformat(),
         "read": len(rows),
+        "identifier_column": table.columns["identifier"],
         "rows": [[r.row, r.identifier, r.phone, r.feed_date and r.feed_date.isoformat()] for r in selection.rows],
         "missing_feed_date": [[r.row, r.identifier] for r in selection.missing_feed_date],
         "sheets_requests": hook.request_count,
@@ -97,6 +99,7 @@ def clean_phones(config: RegionConfig, extracted: dict[str, Any], context: Any) 
             "statuses": [s.to_xcom() for s in decided],
             "started": extracted["started"],
             "read": extracted["read"],
+            "identifier_column": extracted["identifier_column"],
             "selected": len(extracted["rows"]) + len(extracted["missing_feed_date"]),
             "sheets_requests": extracted["sheets_requests"],
         },
@@ -183,6 +186,7 @@ def write_back_statuses(
         ],
         run_id=run_id,
         run_time=datetime.now(UTC),
+        identifier_column=decided["identifier_column"],
     )
     counts = count(statuses)
     fhir_requests = sum(_fhir_requests(result["stats"]) for result in done.values())

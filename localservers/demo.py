@@ -84,8 +84,10 @@ def print_summary(region: LocalRegion, state: str) -> None:
     fhir = region.fhir_stats()
     print(f"FHIR server saw {fhir.get('total', '?')} requests; Sheets emulator saw {region.sheet_requests()['total']}.")
     print(
-        "\nWhere to look: task logs under var/demo/airflow/logs/dag_id=phone_sync__demo/; "
-        "`make standalone` opens the same DAG in the Airflow UI."
+        "\nWhere to look: the task log lines are above (search for a status's id, e.g. 'corr=b01-r123');\n"
+        f"the sheet: {region.sheets.url}/_emulator/spreadsheets/{region.config.sheets.spreadsheet_id}"
+        f"/sheets/{region.config.sheets.worksheet}/cells?view=formatted (while the servers run: --keep-running);\n"
+        "the Airflow UI with mapped batches to clear: `make standalone`."
     )
 
 

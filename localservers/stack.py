@@ -127,7 +127,7 @@ def local_region(
         fhir = stack.enter_context(
             ServerProcess(
                 "localservers.fhir",
-                ["--db", str(db), "--token", token, *fhir_args],
+                ["--db", str(db), f"--token={token}", *fhir_args],
                 health_path="/metadata",
                 log_path=workdir / f"fhir-{config.region}.log",
             )

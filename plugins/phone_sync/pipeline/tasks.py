@@ -186,7 +186,7 @@ def write_back_statuses(
         ],
         run_id=run_id,
         run_time=datetime.now(UTC),
-        identifier_column=decided["identifier_column"],
+        identifier_column=decided.get("identifier_column"),  # a hint; runs started before it existed lack it
     )
     counts = count(statuses)
     fhir_requests = sum(_fhir_requests(result["stats"]) for result in done.values())

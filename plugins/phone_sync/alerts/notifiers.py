@@ -119,11 +119,13 @@ def webhook_url(conn: Connection) -> str:
     if conn.port and parts.port is None:
         netloc = f"{netloc}:{conn.port}"
     extra = conn.extra_dejson
-    endpoint = str(extra.get("endpoint") or extra.get("path") or "")
-    path = parts.path
-    if endpoint:
-        path = path.rstrip("/") + "/" + endpoint.lstrip("/")
-    return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+    endpoint = urlsplit(str(extra.get("endpoint") or extra.get("path") or ""))
+    path, query = parts.path, parts.query
+    if endpoint.path:
+        path = path.rstrip("/") + "/" + endpoint.path.lstrip("/")
+    if endpoint.query:
+        query = f"{query}&{endpoint.query}" if query else endpoint.query
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
 class WebhookAlertNotifier(AlertNotifier):

@@ -99,7 +99,7 @@ def clean_phones(config: RegionConfig, extracted: dict[str, Any], context: Any) 
             "statuses": [s.to_xcom() for s in decided],
             "started": extracted["started"],
             "read": extracted["read"],
-            "identifier_column": extracted["identifier_column"],
+            "identifier_column": extracted.get("identifier_column"),
             "selected": len(extracted["rows"]) + len(extracted["missing_feed_date"]),
             "sheets_requests": extracted["sheets_requests"],
         },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 import pytest
 
@@ -38,13 +39,28 @@ def test_a_full_run_logs_no_identifier_phone_or_token(
     assert region.keyfile["private_key"].splitlines()[1] not in logs
 
 
-def test_every_failed_or_skipped_status_has_its_log_line(
-    make_region: MakeRegion, capfd: pytest.CaptureFixture[str]
+def test_every_failed_or_skipped_status_has_its_log_line_and_link(
+    make_region: MakeRegion, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.dinkes.example")
     scenario = generate(250, seed=22)
-    region = make_region(scenario)
-    run_dag(region, scenario.run_date)
+    columns = {"identifier": "nik", "phone": "phone_number", "feed_date": "feed_date", "status_link": "log"}
+    region = make_region(scenario, sheets={"columns": columns})
+    dag_run = run_dag(region, scenario.run_date)
     logs = capfd.readouterr().out
+    header, *rows = region.cells()
+    links = {number: row[header.index("log")] for number, row in enumerate(rows, start=2) if row[0]}
+    run_page = f"https://airflow.dinkes.example/dags/phone_sync__demo/runs/{quote(dag_run.run_id, safe='')}"
+    for row, text in statuses(region).items():
+        if not text:
+            continue
+        corr = re.search(r"\(b(\d+)-r\d+\)$", text)
+        if corr or text.startswith(("success", "unchanged")):
+            assert links[row].startswith(f"{run_page}/tasks/process_batch/mapped/"), (row, links[row])
+        if corr:
+            assert links[row].endswith(f"/mapped/{int(corr[1])}")
+        if "(clean-r" in text:
+            assert links[row] == f"{run_page}/tasks/clean_phones"
     for row, text in statuses(region).items():
         if text.startswith(("failed", "skipped")):
             corr = re.search(r"\(((?:b\d+|clean)-r\d+)\)$", text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,14 @@ def main(argv: list[str] | None = None) -> int:
         core__simple_auth_manager_all_admins="True",
         core__dags_are_paused_at_creation="False",
     )
+    # Only the demo region: the shipped regions' connections do not exist on this machine.
+    regions = args.workdir / "regions"
+    regions.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEMO_REGION, regions / DEMO_REGION.name)
+    env["PHONE_SYNC_REGIONS_DIR"] = str(regions)
     os.environ.update(env)
+    # `airflow standalone` starts its components as `airflow ...` from PATH: use this venv's.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     migrate_db(env)
     subprocess.run([sys.executable, "-m", "phone_sync.pools"], env=os.environ, check=True)
 

@@ -13,9 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
-DEFAULT_BASE_URL = "http://localhost:8080"
+from phone_sync.pipeline import links
 
 # Report keys (``run_report`` values) an alert may show, in report order.
 COUNT_KEYS = (
@@ -41,23 +40,17 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$")
 
 def ui_base_url() -> str:
     """Airflow's own ``[api] base_url`` (the UI), so links work wherever the deployment is reached."""
-    try:
-        from airflow.sdk.configuration import conf
-    except ImportError:  # pragma: no cover - airflow-core only
-        from airflow.configuration import conf
-    base = conf.get("api", "base_url", fallback=None)
-    return (base or DEFAULT_BASE_URL).rstrip("/")
+    return links.base_url()
 
 
 def run_link(dag_id: str, run_id: str, base_url: str | None = None) -> str:
-    """The DAG run's page in the Airflow 3 UI (same URL shape as ``TaskInstance.log_url``)."""
-    return f"{base_url or ui_base_url()}/dags/{dag_id}/runs/{quote(run_id)}"
+    """The DAG run's page in the Airflow UI: the same link the report row and the sheet use."""
+    return links.run_link(base_url or ui_base_url(), dag_id, run_id)
 
 
 def task_link(dag_id: str, run_id: str, task_id: str, map_index: int = -1, base_url: str | None = None) -> str:
-    """One task instance (a mapped one by its index) of the run, where its log is."""
-    mapped = f"/mapped/{map_index}" if map_index >= 0 else ""
-    return f"{run_link(dag_id, run_id, base_url)}/tasks/{task_id}{mapped}"
+    """One task instance (a mapped one by its index) of the run; its page opens on the log."""
+    return links.task_link(base_url or ui_base_url(), dag_id, run_id, task_id, map_index if map_index >= 0 else None)
 
 
 def safe_counts(values: Mapping[str, Any] | None, keys: tuple[str, ...] = COUNT_KEYS) -> dict[str, int]:

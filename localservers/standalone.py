@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -53,13 +54,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FHIR server {region.fhir.url}, Sheets emulator {region.sheets.url}")
         print(f"Airflow UI: http://localhost:{args.port}/  (all users are admins; Ctrl-C stops everything)")
         airflow = subprocess.Popen(
-            [sys.executable, "-m", "airflow", "standalone"], env={**os.environ, **region.connections}
+            [sys.executable, "-m", "airflow", "standalone"],
+            env={**os.environ, **region.connections},
+            start_new_session=True,  # its components live in this process group, stopped together below
         )
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the same way on SIGTERM as on Ctrl-C
         try:
             return airflow.wait()
-        except KeyboardInterrupt:
-            airflow.terminate()
-            return airflow.wait(timeout=60)
+        except (KeyboardInterrupt, SystemExit):
+            return 130
+        finally:
+            os.killpg(airflow.pid, signal.SIGTERM)
+            airflow.wait(timeout=60)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,18 @@
-"""Test-wide set-up: an isolated AIRFLOW_HOME (SQLite) before anything imports Airflow."""
+"""Test-wide set-up: an isolated AIRFLOW_HOME (SQLite) before anything imports Airflow, and the
+fixtures that run a region's DAG against its own local FHIR server and Sheets emulator."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "plugins")]
@@ -13,3 +20,35 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "plugins")]
 from localservers.airflow_env import airflow_env  # noqa: E402
 
 os.environ.update(airflow_env(Path(tempfile.mkdtemp(prefix="phone-sync-airflow-"))))
+
+from localservers.scenario import Scenario  # noqa: E402
+from localservers.stack import LocalRegion, local_region  # noqa: E402
+from phone_sync.config import REGIONS_DIR_ENV  # noqa: E402
+from tests.regions import MakeRegion, region_file  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Migrate the session's SQLite metadata DB once."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def make_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: None) -> Iterator[MakeRegion]:
+    """Start a region's local servers for a scenario and point its Airflow connections at them.
+
+    ``make_region(scenario, **changes)`` writes the demo region (fast task retries, ``changes``
+    applied) where the DAG folder reads region files, and returns the running :class:`LocalRegion`.
+    """
+    regions = tmp_path / "regions"
+    monkeypatch.setenv(REGIONS_DIR_ENV, str(regions))
+    with ExitStack() as stack:
+
+        def start(scenario: Scenario, fhir_args: tuple[str, ...] = (), **changes: Any) -> LocalRegion:
+            config = region_file(regions, **changes)
+            region = stack.enter_context(local_region(config, scenario, tmp_path / "servers", fhir_args=fhir_args))
+            for name, value in region.connections.items():
+                monkeypatch.setenv(name, value)
+            return region
+
+        yield start

@@ -15,6 +15,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, dag, get_current_context, task
 
+from phone_sync.alerts import batch_callbacks, dag_callbacks
 from phone_sync.config import RegionConfig, RegionConfigError, load_regions
 from phone_sync.pools import pool_name
 
@@ -85,6 +86,7 @@ def build_region_dag(config: RegionConfig) -> DAG:
         default_args=_task_args(config),
         doc_md=_doc_md(config),
         params={"region": config.region},
+        **dag_callbacks(config),
     )
     def phone_sync() -> None:
         @task(show_return_value_in_logs=False)
@@ -105,6 +107,7 @@ def build_region_dag(config: RegionConfig) -> DAG:
             show_return_value_in_logs=False,
             pool=pool_name(config),
             max_active_tis_per_dag=config.max_parallel_batches,
+            **batch_callbacks(config),
         )
         def process_batch(batch: dict[str, Any]) -> dict[str, Any]:
             from phone_sync.pipeline import tasks

@@ -1,37 +1,20 @@
-"""Alerts through real Airflow: a local SMTP server and webhook receiver on loopback, and the probe DAG
-(``probe_dag.py``) run with ``dag.test()`` on the session's SQLite Airflow home."""
+"""Alerts through real Airflow: a local SMTP server and webhook receiver on loopback that record
+what the region DAGs send."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
+from datetime import date
 from typing import Any
 
 import pytest
 
 from localservers.sinks.processes import SmtpSink, WebhookSink
+from phone_sync.config import RegionConfig
 
-PROBE_BUNDLE = Path(__file__).resolve().parent / "dags"
-LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 SMTP_CONN_ID, WEBHOOK_CONN_ID = "alerts_smtp", "alerts_webhook"
 WEBHOOK_PATH = "/hook/T000/B000/secret-part"
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> Iterator[None]:
-    """Migrate the metadata DB once, with the probe DAG's folder as an extra DAG bundle."""
-    bundles = [
-        {"name": "dags-folder", "classpath": LOCAL_BUNDLE, "kwargs": {}},
-        {"name": "alerts-probe", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(PROBE_BUNDLE)}},
-    ]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
-        yield
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +50,22 @@ def alert_settings(**changes: Any) -> dict[str, Any]:
         "webhook_conn_id": WEBHOOK_CONN_ID,
         **changes,
     }
+
+
+def region_config(**alerts: Any) -> RegionConfig:
+    """A minimal region whose ``alerts`` section is ``alerts`` (for the rules' unit tests)."""
+    return RegionConfig.model_validate(
+        {
+            "region": "alerts_probe",
+            "display_name": "Alerts probe",
+            "owner": "owner@example.org",
+            "schedule": None,
+            "start_date": date(2026, 1, 1),
+            "sheets": {"conn_id": "probe_sheets", "spreadsheet_id": "probe-sheet", "worksheet": "patients"},
+            "fhir": {"conn_id": "probe_fhir", "identifier_system": "https://example.org/nik"},
+            "alerts": alerts,
+        }
+    )
 
 
 def rules_mailed(smtp: SmtpSink) -> Counter[str]:

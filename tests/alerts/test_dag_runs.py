@@ -1,120 +1,86 @@
-"""Alert rules through real Airflow runs (``dag.test()``): once per rule, nobody on a clean run,
-a retried batch alerts only after its last try, and nothing that leaves holds patient data."""
+"""Alert rules through real region DAG runs (``dag.test()`` against local servers): once per rule,
+nobody on a clean run, a retried batch alerts only after its last try, and no patient data leaves."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from urllib.parse import quote
 
 import pytest
 
+from localservers.scenario import Scenario, generate
 from localservers.sinks.processes import SmtpSink, WebhookSink
+from localservers.stack import LocalRegion
 from tests.alerts.conftest import alert_settings, every_body, rules_mailed, rules_posted
-from tests.alerts.probe_dag import (
-    BATCH_SIZE,
-    BATCHES,
-    PATIENT_NAMES,
-    build_probe_dag,
-    patient_identifier,
-    patient_phone,
-    probe_config,
-)
+from tests.regions import MakeRegion, run_dag, ti_states
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
-
-ALL_ROWS = range(2, 2 + BATCHES * BATCH_SIZE)
+pytestmark = pytest.mark.slow
 
 
-def run_probe(**conf: Any) -> Any:
-    return build_probe_dag(probe_config(**alert_settings())).test(run_conf=conf)
-
-
-def tries(dag_run: Any) -> dict[tuple[str, int], tuple[str, int]]:
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        return {
-            (ti.task_id, ti.map_index): (str(ti.state), ti.try_number)
-            for ti in dag_run.get_task_instances(session=session)
-        }
-
-
-def assert_no_patient_data(smtp: SmtpSink, webhook: WebhookSink) -> None:
+def assert_no_patient_data(smtp: SmtpSink, webhook: WebhookSink, region: LocalRegion, scenario: Scenario) -> None:
     bodies = every_body(smtp, webhook)
     assert bodies, "expected alerts to inspect"
-    forbidden = [patient_identifier(r) for r in ALL_ROWS] + [patient_phone(r) for r in ALL_ROWS] + list(PATIENT_NAMES)
+    forbidden = set(scenario.identifiers.values()) | {
+        re.sub(r"\D", "", t["value"])[-9:] for p in region.patients() for t in p["telecom"] if t["system"] == "phone"
+    }
     for body in bodies:
-        leaked = [value for value in forbidden if value in body]
-        assert not leaked, f"patient data in an alert: {leaked[:3]}"
+        leaked = [value for value in forbidden if value in re.sub(r"[\s\-]", "", body)]
+        assert not leaked, f"patient data in an alert: {len(leaked)} values"
         assert not re.search(r"\d{10,}", body), "a long digit run (an identifier or phone?) in an alert"
 
 
-def test_clean_run_alerts_nobody(smtp: SmtpSink, webhook: WebhookSink) -> None:
-    dag_run = run_probe(invalid_per_batch=2)  # 8 of 100 rows invalid: under the 10 % threshold
+def test_clean_run_alerts_nobody(make_region: MakeRegion, smtp: SmtpSink, webhook: WebhookSink) -> None:
+    scenario = generate(200, seed=31)
+    region = make_region(scenario, alerts=alert_settings(failure_rate_threshold=0.5))
 
-    assert dag_run.state == "success"
+    assert run_dag(region, scenario.run_date).state == "success"
     assert smtp.received() == []
     assert webhook.received() == []
 
 
-def test_failing_batch_alerts_once_per_rule_after_its_last_try(smtp: SmtpSink, webhook: WebhookSink) -> None:
-    dag_run = run_probe(failing_batches=["rows 27-51"])
+def test_failing_batch_alerts_once_per_rule_after_its_last_try(
+    make_region: MakeRegion, smtp: SmtpSink, webhook: WebhookSink
+) -> None:
+    scenario = generate(200, seed=32)
+    region = make_region(scenario, alerts=alert_settings(failure_rate_threshold=None))
+    first_row = min(r for r, e in scenario.expected.items() if e.kind == "updated")
+    region.fhir_faults(outage_identifiers=[scenario.identifiers[first_row]])  # batch 0 cannot be applied
+
+    dag_run = run_dag(region, scenario.run_date)
 
     assert dag_run.state == "failed"
-    assert tries(dag_run)[("process_batch", 1)] == ("failed", 2), "the batch was retried once, then failed"
-    expected = Counter({"batch_failed": 1, "run_failed": 1, "failure_rate": 1})  # 25 of 100 rows failed
-    assert rules_mailed(smtp) == expected
+    states = ti_states(dag_run)
+    assert states[("process_batch", 0)] == "failed"
+    expected = Counter({"batch_failed": 1, "run_failed": 1})
+    assert rules_mailed(smtp) == expected, "one alert per rule, the batch's only after its last try"
     assert rules_posted(webhook) == expected
-
     posts = {post["json"]["rule"]: post["json"] for post in webhook.received()}
-    run_id = dag_run.run_id
+    run_page = f"http://localhost:8080/dags/phone_sync__demo/runs/{quote(dag_run.run_id, safe='')}"
     batch = posts["batch_failed"]
-    assert batch["region"] == "alerts_probe"
-    assert batch["run_id"] == run_id
-    assert batch["summary"] == "batch rows 27-51 failed"
-    assert "map index 1" in batch["text"]
-    assert "RuntimeError" in batch["text"]
-    assert (
-        batch["link"]
-        == f"http://localhost:8080/dags/phone_sync__alerts_probe/runs/{run_id.replace(':', '%3A').replace('+', '%2B')}"
-    )
-    assert batch["log_link"] == batch["link"] + "/tasks/process_batch/mapped/1"
-    assert posts["run_failed"]["run_id"] == run_id
-    assert "Last failed: task run_report" in posts["run_failed"]["text"]
-    assert posts["failure_rate"]["counts"]["failed"] == 25
-    assert posts["failure_rate"]["counts"]["batches failed"] == 1
-    assert "identifier sample" not in posts["failure_rate"]["counts"]
-
+    assert batch["region"] == "demo"
+    assert batch["run_id"] == dag_run.run_id
+    assert batch["summary"].startswith("batch rows 2-")
+    assert batch["link"] == run_page
+    assert batch["log_link"] == run_page + "/tasks/process_batch/mapped/0"
+    assert posts["run_failed"]["run_id"] == dag_run.run_id
     mails = {m["headers"]["X-Phone-Sync-Rule"]: m for m in smtp.received()}
     assert mails["batch_failed"]["rcpt_to"] == ["oncall@example.org", "lead@example.org"]
-    assert mails["batch_failed"]["mail_from"] == "airflow@example.org"
-    assert mails["batch_failed"]["subject"] == "[phone-sync] Alerts probe: batch rows 27-51 failed"
-    assert f'<a href="{batch["log_link"]}">' in mails["batch_failed"]["body"]
-    assert_no_patient_data(smtp, webhook)
+    assert mails["batch_failed"]["subject"].startswith("[phone-sync] Demo region")
+    assert_no_patient_data(smtp, webhook, region, scenario)
 
 
-def test_failure_rate_alerts_once_above_the_threshold(smtp: SmtpSink, webhook: WebhookSink) -> None:
-    dag_run = run_probe(invalid_per_batch=5)  # 20 of 100 rows invalid
+def test_failure_rate_alerts_once_above_the_threshold(
+    make_region: MakeRegion, smtp: SmtpSink, webhook: WebhookSink
+) -> None:
+    scenario = generate(200, seed=33)  # about 8 % invalid phones and unknown identifiers
+    region = make_region(scenario, alerts=alert_settings(failure_rate_threshold=0.02))
 
-    assert dag_run.state == "success"
+    assert run_dag(region, scenario.run_date).state == "success"
     assert rules_mailed(smtp) == Counter({"failure_rate": 1})
     assert rules_posted(webhook) == Counter({"failure_rate": 1})
     post = webhook.received()[0]["json"]
-    assert post["summary"] == "20% of rows failed"
-    assert post["counts"]["invalid phone"] == 20
-    assert "20 of 100 rows failed" in post["text"]
-    assert "threshold of 10%" in post["text"]
-    assert_no_patient_data(smtp, webhook)
-
-
-def test_run_failing_before_any_batch_alerts_the_run_rule_only(smtp: SmtpSink, webhook: WebhookSink) -> None:
-    dag_run = run_probe(fail_extract=True)
-
-    assert dag_run.state == "failed"
-    assert rules_mailed(smtp) == Counter({"run_failed": 1})
-    assert rules_posted(webhook) == Counter({"run_failed": 1})
-    post = webhook.received()[0]["json"]
-    assert post["run_id"] == dag_run.run_id
-    assert post["link"].startswith("http://localhost:8080/dags/phone_sync__alerts_probe/runs/")
-    assert_no_patient_data(smtp, webhook)
+    invalid = sum(1 for e in scenario.expected.values() if e.kind == "invalid_phone")
+    assert post["counts"]["invalid phone"] == invalid
+    assert "threshold of 2%" in post["text"]
+    assert_no_patient_data(smtp, webhook, region, scenario)

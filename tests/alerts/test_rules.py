@@ -17,8 +17,14 @@ from localservers.sinks.processes import SmtpSink, WebhookSink
 from phone_sync.alerts import batch_callbacks, check_failure_rate, dag_callbacks, send_digest
 from phone_sync.alerts.notifiers import EmailAlertNotifier, WebhookAlertNotifier, webhook_url
 from phone_sync.alerts.rules import batch_failed, run_failed
-from tests.alerts.conftest import WEBHOOK_CONN_ID, WEBHOOK_PATH, alert_settings, rules_mailed, rules_posted
-from tests.alerts.probe_dag import probe_config
+from tests.alerts.conftest import (
+    WEBHOOK_CONN_ID,
+    WEBHOOK_PATH,
+    alert_settings,
+    region_config,
+    rules_mailed,
+    rules_posted,
+)
 
 RUN_ID = "scheduled__2026-11-27T17:00:00+00:00"
 
@@ -58,15 +64,15 @@ class FakeTI:
 
 
 def test_callbacks_follow_the_region_file() -> None:
-    assert dag_callbacks(probe_config()) == {}
-    assert batch_callbacks(probe_config()) == {}
-    both = probe_config(**alert_settings())
+    assert dag_callbacks(region_config()) == {}
+    assert batch_callbacks(region_config()) == {}
+    both = region_config(**alert_settings())
     assert [type(n) for n in dag_callbacks(both)["on_failure_callback"]] == [EmailAlertNotifier, WebhookAlertNotifier]
     assert list(batch_callbacks(both)) == ["on_failure_callback"], "no on_retry_callback: retries alert nobody"
-    webhook_only = probe_config(webhook_conn_id="chat")
+    webhook_only = region_config(webhook_conn_id="chat")
     assert [type(n) for n in batch_callbacks(webhook_only)["on_failure_callback"]] == [WebhookAlertNotifier]
-    assert dag_callbacks(probe_config(**alert_settings(on_run_failure=False))) == {}
-    assert batch_callbacks(probe_config(**alert_settings(on_batch_failure=False))) == {}
+    assert dag_callbacks(region_config(**alert_settings(on_run_failure=False))) == {}
+    assert batch_callbacks(region_config(**alert_settings(on_batch_failure=False))) == {}
 
 
 @pytest.mark.parametrize(
@@ -82,7 +88,7 @@ def test_callbacks_follow_the_region_file() -> None:
 def test_failure_rate_boundary(
     smtp: SmtpSink, webhook: WebhookSink, counts: dict[str, int], threshold: float | None, fires: bool
 ) -> None:
-    config = probe_config(**alert_settings(failure_rate_threshold=threshold))
+    config = region_config(**alert_settings(failure_rate_threshold=threshold))
 
     assert check_failure_rate(config, report(**counts), context()) is fires
     assert len(smtp.received()) == len(webhook.received()) == int(fires)
@@ -92,7 +98,7 @@ def test_a_broken_webhook_neither_stops_email_nor_leaks_its_url(
     smtp: SmtpSink, webhook: WebhookSink, caplog: pytest.LogCaptureFixture
 ) -> None:
     webhook.reply_with(500)
-    config = probe_config(**alert_settings())
+    config = region_config(**alert_settings())
 
     with caplog.at_level(logging.INFO):
         assert check_failure_rate(config, report(updated=50, failed=50), context()) is True
@@ -109,7 +115,7 @@ def test_an_unreachable_webhook_error_does_not_name_the_url(monkeypatch: pytest.
 
     url = f"http://127.0.0.1:{free_port()}/hook/T1/B1/very-secret"
     monkeypatch.setenv("AIRFLOW_CONN_DEAD_HOOK", json.dumps({"conn_type": "http", "host": url}))
-    alert = run_failed(probe_config(), {"run_id": RUN_ID})
+    alert = run_failed(region_config(), {"run_id": RUN_ID})
 
     with pytest.raises(Exception, match="ConnectionError") as raised:
         WebhookAlertNotifier("dead_hook").send(alert)
@@ -119,7 +125,7 @@ def test_an_unreachable_webhook_error_does_not_name_the_url(monkeypatch: pytest.
 
 def test_run_alert_has_the_counts_when_the_report_is_readable() -> None:
     pushed = report(updated=70, failed=25, not_found=5) | {"batches failed": 1, "identifier": "3302011234567890"}
-    alert = run_failed(probe_config(), context(ti=FakeTI(pushed=pushed), reason="task_failure"))
+    alert = run_failed(region_config(), context(ti=FakeTI(pushed=pushed), reason="task_failure"))
 
     assert alert.counts["failed"] == 25
     assert alert.counts["batches failed"] == 1
@@ -131,7 +137,7 @@ def test_run_alert_has_the_counts_when_the_report_is_readable() -> None:
 
 def test_run_alert_from_a_minimal_callback_context() -> None:
     """The DAG processor may pass only ``dag``, ``run_id`` and ``reason``."""
-    alert = run_failed(probe_config(), {"run_id": RUN_ID, "reason": "all_tasks_deadlocked"})
+    alert = run_failed(region_config(), {"run_id": RUN_ID, "reason": "all_tasks_deadlocked"})
 
     assert alert.headline == "run failed"
     assert "Run failed (all_tasks_deadlocked)." in alert.text
@@ -143,7 +149,7 @@ def test_run_alert_from_a_minimal_callback_context() -> None:
 
 def test_batch_label_that_is_not_a_row_range_is_not_shown() -> None:
     ti = FakeTI(task_id="process_batch", map_index=3, rendered_map_index="Siti Aminah 0812", try_number=4)
-    alert = batch_failed(probe_config(), {"run_id": RUN_ID, "ti": ti, "exception": ValueError("0812 Siti")})
+    alert = batch_failed(region_config(), {"run_id": RUN_ID, "ti": ti, "exception": ValueError("0812 Siti")})
 
     assert alert.headline == "batch map index 3 failed"
     assert "failed on try 4: ValueError." in alert.text
@@ -155,7 +161,7 @@ def test_links_use_airflows_api_base_url(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.org/")
     ti = FakeTI(task_id="process_batch", map_index=0, rendered_map_index="rows 2-101")
 
-    alert = batch_failed(probe_config(), {"run_id": RUN_ID, "ti": ti})
+    alert = batch_failed(region_config(), {"run_id": RUN_ID, "ti": ti})
 
     assert alert.link.startswith("https://airflow.example.org/dags/phone_sync__alerts_probe/runs/scheduled__")
     assert alert.log_link == alert.link + "/tasks/process_batch/mapped/0"
@@ -180,7 +186,7 @@ def test_webhook_url_from_the_connection(conn: dict[str, Any], url: str) -> None
 
 def test_text_only_webhooks_get_just_the_text(webhook: WebhookSink, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(f"AIRFLOW_CONN_{WEBHOOK_CONN_ID.upper()}", webhook.connection(WEBHOOK_PATH, text_only=True))
-    WebhookAlertNotifier(WEBHOOK_CONN_ID).send(run_failed(probe_config(), {"run_id": RUN_ID}))
+    WebhookAlertNotifier(WEBHOOK_CONN_ID).send(run_failed(region_config(), {"run_id": RUN_ID}))
 
     [post] = webhook.received()
     assert list(post["json"]) == ["text"]
@@ -188,14 +194,14 @@ def test_text_only_webhooks_get_just_the_text(webhook: WebhookSink, monkeypatch:
 
 
 def test_digest_is_off_by_default(smtp: SmtpSink, webhook: WebhookSink) -> None:
-    send_digest(probe_config(**alert_settings()), report(updated=100), context())
+    send_digest(region_config(**alert_settings()), report(updated=100), context())
 
     assert smtp.received() == []
     assert webhook.received() == []
 
 
 def test_digest_goes_to_the_owner_once_a_local_day(smtp: SmtpSink, webhook: WebhookSink) -> None:
-    config = probe_config(**alert_settings(daily_digest=True))
+    config = region_config(**alert_settings(daily_digest=True))
 
     send_digest(config, report(updated=100, failed=2), context())  # a daily run: sends
     send_digest(config, report(updated=100), context("2026-11-28T10:00:00", "2026-11-28T11:00:00"))  # hourly: no

@@ -8,8 +8,7 @@ from urllib.parse import quote
 import pytest
 
 from localservers.scenario import generate
-
-from .conftest import MakeRegion, run_dag, statuses
+from tests.regions import MakeRegion, run_dag, statuses
 
 pytestmark = pytest.mark.slow
 

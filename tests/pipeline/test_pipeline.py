@@ -11,8 +11,7 @@ from localservers.scenario import IDENTIFIER_SYSTEM, Scenario, generate
 from localservers.stack import LocalRegion
 from phone_sync.phones import canonical
 from phone_sync.pipeline.batching import SelectedRow, clean_and_batch
-
-from .conftest import MakeRegion, phones_by_identifier, report_rows, run_dag, statuses, ti_states
+from tests.regions import MakeRegion, phones_by_identifier, report_rows, run_dag, statuses, ti_states
 
 pytestmark = pytest.mark.slow
 

@@ -10,6 +10,8 @@ from typing import Any
 import pendulum
 from airflow.sdk.exceptions import AirflowFailException
 
+from phone_sync.alerts import check_failure_rate, send_digest
+from phone_sync.alerts.rules import REPORT_XCOM_KEY
 from phone_sync.config import RegionConfig
 from phone_sync.fhir.client import FhirClient, FhirUnavailable, PhoneUpdate
 from phone_sync.fhir.hook import FhirHook
@@ -245,8 +247,11 @@ def run_report(config: RegionConfig, written: dict[str, Any], context: Any) -> d
         region=config.region,
         **{k.replace(" ", "_"): v for k, v in values.items() if k not in ("link", "run id", "start")},
     )
+    # After the append and before any raise, so a retried report cannot alert twice.
+    check_failure_rate(config, values, context)
+    send_digest(config, values, context)
     if written["batches_failed"]:
-        context["ti"].xcom_push(key="report", value=values)
+        context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=values)  # the run-failure alert reads its counts
         raise AirflowFailException(
             f"{len(written['batches_failed'])} batch(es) failed: {', '.join(written['batches_failed'])}. "
             "Their rows say 'failed: batch not processed'. Clear those process_batch map indexes "

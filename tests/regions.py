@@ -1,31 +1,22 @@
-"""Whole-DAG runs through ``dag.test()`` on SQLite against the local FHIR server and Sheets emulator."""
+"""Whole-DAG runs through ``dag.test()`` on SQLite against a region's local FHIR server and Sheets emulator.
+
+The fixtures live in ``tests/conftest.py``; the helpers here read back what a run left behind."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 import pendulum
-import pytest
 
-from localservers.scenario import Scenario
-from localservers.stack import LocalRegion, local_region
-from phone_sync.config import REGIONS_DIR_ENV, RegionConfig, load_region
+from localservers.stack import LocalRegion
+from phone_sync.config import RegionConfig, load_region
 from phone_sync.dag_factory import build_region_dag
 
-DEMO_REGION = Path(__file__).resolve().parents[2] / "include" / "regions" / "demo.json"
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """Migrate the session's SQLite metadata DB once (AIRFLOW_HOME comes from tests/conftest.py)."""
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
+DEMO_REGION = Path(__file__).resolve().parents[1] / "include" / "regions" / "demo.json"
 
 
 def region_file(directory: Path, **changes: Any) -> RegionConfig:
@@ -44,23 +35,6 @@ def region_file(directory: Path, **changes: Any) -> RegionConfig:
 
 
 MakeRegion = Callable[..., LocalRegion]
-
-
-@pytest.fixture
-def make_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: None) -> Iterator[MakeRegion]:
-    """Start a region's local servers for a scenario and point its Airflow connections at them."""
-    regions = tmp_path / "regions"
-    monkeypatch.setenv(REGIONS_DIR_ENV, str(regions))
-    with ExitStack() as stack:
-
-        def start(scenario: Scenario, fhir_args: tuple[str, ...] = (), **changes: Any) -> LocalRegion:
-            config = region_file(regions, **changes)
-            region = stack.enter_context(local_region(config, scenario, tmp_path / "servers", fhir_args=fhir_args))
-            for name, value in region.connections.items():
-                monkeypatch.setenv(name, value)
-            return region
-
-        yield start
 
 
 def run_dag(region: LocalRegion, day: date) -> Any:

@@ -122,7 +122,18 @@ def statuses_lost(region: LocalRegion, scenario: Scenario, rows: set[int] | None
 
 
 def peak_rss_mib() -> float:
-    """This process's peak RSS (Linux ``ru_maxrss`` is in KiB)."""
+    """This process's peak RSS: ``VmHWM``, the high-water mark of its own address space.
+
+    Not ``ru_maxrss``: Linux carries it over ``exec`` from the forked copy of the parent, so a
+    child started by a runner holding a 100,000-row scenario would report the runner's size.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

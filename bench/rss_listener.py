@@ -1,4 +1,4 @@
-"""An Airflow listener that records each task process's peak RSS (``ru_maxrss``) when it ends.
+"""An Airflow listener that records each task process's peak RSS (``VmHWM``) when it ends.
 
 Loaded only by the benchmark's scheduler (a plugin in its temporary plugins folder); the
 pipeline code is untouched. One JSON line per task instance in ``$BENCH_RSS_FILE``.
@@ -14,6 +14,18 @@ from typing import Any
 from airflow.listeners import hookimpl
 
 
+def _peak_mib() -> float:
+    """``VmHWM``: peak RSS of this process's address space (a forked task counts what it shares)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _record(task_instance: Any, state: str) -> None:
     path = os.environ.get("BENCH_RSS_FILE")
     if not path:
@@ -24,7 +36,7 @@ def _record(task_instance: Any, state: str) -> None:
         "map_index": getattr(task_instance, "map_index", -1),
         "state": state,
         "pid": os.getpid(),
-        "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "ru_maxrss_mib": round(_peak_mib(), 1),
     }
     with open(path, "a") as out:
         out.write(json.dumps(line) + "\n")

@@ -13,9 +13,15 @@ from bench.png import bar_chart
 
 def result(name: str, rows: int, seconds: float, fhir: int, sheets: int, lost: int, rss: float) -> dict:
     return {
-        "name": name, "rows": rows, "seconds": seconds, "rows_per_second": rows / seconds,
-        "wall_10k_seconds": 10_000 * seconds / rows, "fhir_requests": fhir, "sheets_requests": sheets,
-        "statuses_lost": lost, "task_rss_mib": {"a": rss, "b": rss - 10},
+        "name": name,
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_second": rows / seconds,
+        "wall_10k_seconds": 10_000 * seconds / rows,
+        "fhir_requests": fhir,
+        "sheets_requests": sheets,
+        "statuses_lost": lost,
+        "task_rss_mib": {"a": rss, "b": rss - 10},
     }
 
 
@@ -43,7 +49,10 @@ def test_verdicts_name_what_is_missed_with_the_figure():
     verdicts = {v["target"]: v for v in report.verdicts(RESULTS)}
     assert verdicts["rows/s vs baseline (scheduler run)"]["met"]
     assert verdicts["scheduler end to end vs empty-DAG floor"] == {
-        "target": "scheduler end to end vs empty-DAG floor", "measured": 1.25, "goal": "<= 1.5x", "met": True,
+        "target": "scheduler end to end vs empty-DAG floor",
+        "measured": 1.25,
+        "goal": "<= 1.5x",
+        "met": True,
         "note": "",
     }
     sheets = verdicts["Sheets requests per run (whole DAG, scheduler (LocalExecutor))"]

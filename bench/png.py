@@ -86,7 +86,7 @@ def bar_chart(path: Path, title: str, subtitle: str, bars: list[tuple[str, float
     canvas.text(20, 50, subtitle, (90, 90, 90), scale=2)
     values = [value for _, value, _, _ in bars if value > 0]
     low, high = math.log10(min(values) / 2), math.log10(max(values) * 1.05)
-    plot_w = width - label_w - 200
+    plot_w = width - label_w - max(text_width(shown) for *_, shown, _ in bars) - 30
     for index, (label, value, shown, color) in enumerate(bars):
         y = top + index * (bar_h + gap)
         canvas.text(20, y + 10, label)

@@ -15,22 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phone_sync.pipeline import links
+from phone_sync.report_columns import COUNT_COLUMNS
 
 # Report keys (``run_report`` values) an alert may show, in report order.
-COUNT_KEYS = (
-    "rows read",
-    "updated",
-    "unchanged",
-    "not found",
-    "invalid phone",
-    "conflicts",
-    "failed",
-    "skipped",
-    "batches failed",
-    "statuses not placed",
-    "FHIR requests",
-    "Sheets requests",
-)
+COUNT_KEYS = COUNT_COLUMNS
 # Report keys with text values that our own code produces (dates, a duration); shown in the digest.
 INFO_KEYS = ("logical date", "start", "duration")
 _INFO_VALUE = re.compile(r"^[0-9T:+\-. ,a-z]{1,40}$")

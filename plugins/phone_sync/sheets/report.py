@@ -13,31 +13,13 @@ from datetime import date, datetime, timedelta
 from gspread.exceptions import APIError
 
 from phone_sync.config import SheetsConfig
+from phone_sync.report_columns import REPORT_COLUMNS
 
 from .a1 import quote_sheet
 from .hook import SheetsHook
 
 log = logging.getLogger(__name__)
 
-REPORT_COLUMNS: tuple[str, ...] = (
-    "run id",
-    "logical date",
-    "start",
-    "duration",
-    "rows read",
-    "updated",
-    "unchanged",
-    "not found",
-    "invalid phone",
-    "conflicts",
-    "failed",
-    "skipped",
-    "batches failed",
-    "statuses not placed",
-    "FHIR requests",
-    "Sheets requests",
-    "link",
-)
 _BY_KEY = {name.casefold(): name for name in REPORT_COLUMNS}
 
 

@@ -73,8 +73,9 @@ class Emulator:
 @pytest.fixture(scope="session")
 def emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     log_path = tmp_path_factory.mktemp("sheets-emulator") / "emulator.log"
-    server = ServerProcess("localservers.sheets", ["--allow-anonymous"], health_path="/_emulator/health",
-                           log_path=log_path)
+    server = ServerProcess(
+        "localservers.sheets", ["--allow-anonymous"], health_path="/_emulator/health", log_path=log_path
+    )
     with server:
         yield server
 

@@ -13,10 +13,15 @@ def api(emulator, method, path, **kwargs):
 
 def test_user_entered_parses_like_the_ui_and_raw_stores_as_given(emulator, spreadsheet_id):
     emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [HEADER]}])
-    values = [["0812", "=HYPERLINK(\"http://x\",\"label\")", "TRUE", "2024-05-01", "+6281234567890", "'0812"]]
+    values = [["0812", '=HYPERLINK("http://x","label")', "TRUE", "2024-05-01", "+6281234567890", "'0812"]]
     for row, option in ((2, "USER_ENTERED"), (3, "RAW")):
-        answer = api(emulator, "PUT", f"{spreadsheet_id}/values/Sheet1%21A{row}",
-                     params={"valueInputOption": option}, json={"values": values})
+        answer = api(
+            emulator,
+            "PUT",
+            f"{spreadsheet_id}/values/Sheet1%21A{row}",
+            params={"valueInputOption": option},
+            json={"values": values},
+        )
         assert answer.ok, answer.text
 
     user_entered, raw = emulator.cells(spreadsheet_id, "Sheet1", "A2:F3")
@@ -31,10 +36,16 @@ def test_user_entered_parses_like_the_ui_and_raw_stores_as_given(emulator, sprea
 
 
 def test_render_options_differ_as_in_sheets(emulator, spreadsheet_id):
-    emulator.create(spreadsheet_id, [{
-        "title": "Sheet1", "rows": [["phone", "date", "f"], ["6281234567890", "2024-05-01", "=HYPERLINK(\"u\")"]],
-        "scientific": ["phone"],
-    }])
+    emulator.create(
+        spreadsheet_id,
+        [
+            {
+                "title": "Sheet1",
+                "rows": [["phone", "date", "f"], ["6281234567890", "2024-05-01", '=HYPERLINK("u")']],
+                "scientific": ["phone"],
+            }
+        ],
+    )
 
     def get(**params):
         answer = api(emulator, "GET", f"{spreadsheet_id}/values/Sheet1%21A2%3AC2", params=params)
@@ -65,17 +76,21 @@ def test_quota_answers_429_like_google_and_counts_by_kind(emulator, spreadsheet_
 
 def test_writes_outside_the_grid_fail_and_a_batch_is_all_or_nothing(emulator, spreadsheet_id):
     emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [["a", "b"]], "col_count": 2, "row_count": 5}])
-    body = {"valueInputOption": "RAW", "data": [
-        {"range": "Sheet1!A2", "values": [["written?"]]},
-        {"range": "Sheet1!C2", "values": [["outside"]]},
-    ]}
+    body = {
+        "valueInputOption": "RAW",
+        "data": [
+            {"range": "Sheet1!A2", "values": [["written?"]]},
+            {"range": "Sheet1!C2", "values": [["outside"]]},
+        ],
+    }
 
     answer = api(emulator, "POST", f"{spreadsheet_id}/values:batchUpdate", json=body)
 
     assert answer.status_code == 400
     assert "exceeds grid limits" in answer.json()["error"]["message"]
-    assert emulator.cells(spreadsheet_id, "Sheet1") == [[{"type": "text", "value": "a", "formatted": "a"},
-                                                          {"type": "text", "value": "b", "formatted": "b"}]]
+    assert emulator.cells(spreadsheet_id, "Sheet1") == [
+        [{"type": "text", "value": "a", "formatted": "a"}, {"type": "text", "value": "b", "formatted": "b"}]
+    ]
 
 
 def test_seeding_from_csv_on_the_command_line(tmp_path):
@@ -102,8 +117,10 @@ def test_state_file_survives_a_restart(tmp_path):
     state = tmp_path / "sheets.json"
     args = ["--allow-anonymous", "--state", str(state)]
     with ServerProcess("localservers.sheets", args, health_path="/_emulator/health") as server:
-        spec = {"spreadsheet_id": "kept", "sheets": [{"title": "S", "rows": [["'0812", "6281234567890"]],
-                                                      "scientific": ["B"]}]}
+        spec = {
+            "spreadsheet_id": "kept",
+            "sheets": [{"title": "S", "rows": [["'0812", "6281234567890"]], "scientific": ["B"]}],
+        }
         assert requests.post(f"{server.url}/_emulator/spreadsheets", json=spec, timeout=10).ok
     with ServerProcess("localservers.sheets", args, health_path="/_emulator/health") as server:
         values = requests.get(f"{server.url}/v4/spreadsheets/kept/values/S%21A1%3AB1", timeout=10).json()["values"]

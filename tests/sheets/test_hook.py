@@ -38,8 +38,11 @@ def test_retry_after_is_honoured_and_every_attempt_counted(emulator, make_hook, 
     counts = emulator.counts()
     assert counts["throttled_write"] <= 1  # waited for the window named by Retry-After, not hammering
     assert hook.request_counts() == {
-        "total": counts["total"], "read": counts["read"], "write": counts["write"],
-        "throttled": counts["throttled"], "retried": counts["throttled"],
+        "total": counts["total"],
+        "read": counts["read"],
+        "write": counts["write"],
+        "throttled": counts["throttled"],
+        "retried": counts["throttled"],
     }
     assert emulator.column_values(spreadsheet_id, "Sheet1", "C", 2, 3) == ["one", "two"]
 

@@ -14,11 +14,16 @@ from .helpers import HEADER, sheets_config
 
 
 def test_number_phone_keeps_every_digit_while_sheets_shows_scientific(emulator, hook, spreadsheet_id):
-    emulator.create(spreadsheet_id, [{
-        "title": "Sheet1",
-        "rows": [HEADER, ["3302011234567890", "6281234567890", "", ""]],
-        "scientific": ["phone_number"],
-    }])
+    emulator.create(
+        spreadsheet_id,
+        [
+            {
+                "title": "Sheet1",
+                "rows": [HEADER, ["3302011234567890", "6281234567890", "", ""]],
+                "scientific": ["phone_number"],
+            }
+        ],
+    )
     # What the operator sees, and what a FORMATTED_VALUE read (gspread's default) would return:
     assert emulator.cells(spreadsheet_id, "Sheet1", "B2", view="formatted") == [["6.28123E+12"]]
     assert emulator.cells(spreadsheet_id, "Sheet1", "B2")[0][0]["type"] == "number"
@@ -30,13 +35,21 @@ def test_number_phone_keeps_every_digit_while_sheets_shows_scientific(emulator, 
 
 
 def test_text_keeps_leading_zeros_and_is_never_numericised(emulator, hook, spreadsheet_id):
-    emulator.create(spreadsheet_id, [{
-        "title": "Sheet1",
-        "rows": [HEADER, ["'0012", "'081234567890", "", ""], ["77", "081234567890", "", ""]],
-    }])
+    emulator.create(
+        spreadsheet_id,
+        [
+            {
+                "title": "Sheet1",
+                "rows": [HEADER, ["'0012", "'081234567890", "", ""], ["77", "081234567890", "", ""]],
+            }
+        ],
+    )
     # Typed into Sheets without the apostrophe, the second phone became a number (zero lost):
     assert emulator.cells(spreadsheet_id, "Sheet1", "B3")[0][0] == {
-        "type": "number", "value": 81234567890, "formatted": "81234567890"}
+        "type": "number",
+        "value": 81234567890,
+        "formatted": "81234567890",
+    }
 
     rows = read_rows(hook, sheets_config(spreadsheet_id))
 
@@ -44,18 +57,23 @@ def test_text_keeps_leading_zeros_and_is_never_numericised(emulator, hook, sprea
 
 
 def test_rows_carry_sheet_row_numbers_blank_rows_skipped_and_feed_dates_parsed(emulator, hook, spreadsheet_id):
-    emulator.create(spreadsheet_id, [{
-        "title": "Data",
-        "rows": [
-            ["note: synced nightly"],
-            [" Identifier ", "PHONE_NUMBER", "Status_Update_Phone_Number", "Feed date"],
-            ["A1", "0811", "success", "2024-05-01"],  # a date cell (USER_ENTERED parses it)
-            ["", "", "", ""],
-            ["", "", "stale status", ""],
-            ["A2", "", "", "'2024-05-03"],  # ISO text
-            ["", "0812", "", "'01/05/2024"],  # ambiguous day/month: not guessed
+    emulator.create(
+        spreadsheet_id,
+        [
+            {
+                "title": "Data",
+                "rows": [
+                    ["note: synced nightly"],
+                    [" Identifier ", "PHONE_NUMBER", "Status_Update_Phone_Number", "Feed date"],
+                    ["A1", "0811", "success", "2024-05-01"],  # a date cell (USER_ENTERED parses it)
+                    ["", "", "", ""],
+                    ["", "", "stale status", ""],
+                    ["A2", "", "", "'2024-05-03"],  # ISO text
+                    ["", "0812", "", "'01/05/2024"],  # ambiguous day/month: not guessed
+                ],
+            }
         ],
-    }])
+    )
     sheets = sheets_config(spreadsheet_id, "Data", feed_date="feed date").model_copy(update={"header_row": 2})
 
     rows = read_rows(hook, sheets)
@@ -85,10 +103,15 @@ def test_missing_status_header_is_not_an_error_when_reading(emulator, hook, spre
 
 
 def test_reading_is_one_header_read_and_one_batch_get(emulator, hook, spreadsheet_id):
-    emulator.create(spreadsheet_id, [{
-        "title": "Sheet1",
-        "rows": [["notes", *HEADER, "other"], *[["x", str(i), "0812", "", "", "y"] for i in range(50)]],
-    }])
+    emulator.create(
+        spreadsheet_id,
+        [
+            {
+                "title": "Sheet1",
+                "rows": [["notes", *HEADER, "other"], *[["x", str(i), "0812", "", "", "y"] for i in range(50)]],
+            }
+        ],
+    )
     emulator.reset_counts()
 
     rows = read_rows(hook, sheets_config(spreadsheet_id))

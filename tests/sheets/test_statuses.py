@@ -43,7 +43,6 @@ def test_10000_statuses_go_out_in_one_batch_update(emulator, hook, spreadsheet_i
     assert written == [f"success ({row})" if row % 7 else "" for row in range(2, 10_002)]
 
 
-
 def test_identifier_column_hint_makes_the_re_check_one_request(emulator, hook, spreadsheet_id):
     seed(emulator, spreadsheet_id, [f"P{i:05d}" for i in range(500)])
     sheets = sheets_config(spreadsheet_id)
@@ -51,18 +50,14 @@ def test_identifier_column_hint_makes_the_re_check_one_request(emulator, hook, s
     cells = [StatusCell(r.row, r.identifier, "success") for r in table.rows]
     emulator.reset_counts()
 
-    result = write_statuses(
-        hook, sheets, cells, None, None, identifier_column=table.columns["identifier"]
-    )
+    result = write_statuses(hook, sheets, cells, None, None, identifier_column=table.columns["identifier"])
 
     assert emulator.counts()["by_method"] == {"values.batchGet": 1, "values.batchUpdate": 1}
     assert (result.requests, result.written) == (2, 500)
     assert set(statuses(emulator, spreadsheet_id, 2, 501)) == {"success"}
 
 
-def test_a_stale_hint_is_checked_against_the_header_and_the_moved_column_re_read(
-    emulator, hook, spreadsheet_id
-):
+def test_a_stale_hint_is_checked_against_the_header_and_the_moved_column_re_read(emulator, hook, spreadsheet_id):
     seed(emulator, spreadsheet_id, ["A", "B", "C"])
     sheets = sheets_config(spreadsheet_id)
     table = read_table(hook, sheets)
@@ -79,6 +74,7 @@ def test_a_stale_hint_is_checked_against_the_header_and_the_moved_column_re_read
     assert (result.written, result.moved, result.not_placed) == (3, 2, [])
     assert emulator.column_values(spreadsheet_id, "Sheet1", "B", 2, 4) == ["C", "B", "A"]
     assert statuses(emulator, spreadsheet_id, 2, 4, column="D") == ["for C", "for B", "for A"]
+
 
 def test_payload_limit_splits_into_few_requests(emulator, hook, spreadsheet_id):
     seed(emulator, spreadsheet_id, [f"P{i:05d}" for i in range(2_000)])
@@ -101,7 +97,8 @@ def test_status_follows_a_row_the_operator_moved(emulator, hook, spreadsheet_id)
     cells = [StatusCell(r.row, r.identifier, f"status of {r.identifier}") for r in read_rows(hook, sheets)]
     # mid-run: a new row is inserted at the top and D is dragged above B
     emulator.edit(
-        spreadsheet_id, "Sheet1",
+        spreadsheet_id,
+        "Sheet1",
         {"op": "insert", "row": 2, "values": [["NEW", "0811"]]},
         {"op": "move", "from": 6, "to": 3},
     )
@@ -146,7 +143,8 @@ def test_ambiguous_move_is_reported_not_written(emulator, hook, spreadsheet_id, 
     cells = [StatusCell(r.row, r.identifier, "success") for r in read_rows(hook, sheets)]
     # the first patient's row moves down, and someone pastes a copy of it further down too
     emulator.edit(
-        spreadsheet_id, "Sheet1",
+        spreadsheet_id,
+        "Sheet1",
         {"op": "insert", "row": 2, "values": [["3302019999999999", "0800"]]},
         {"op": "insert", "row": 6, "values": [["3302011111111111", "0801"]]},
     )
@@ -187,11 +185,16 @@ def test_formula_looking_text_stays_text(emulator, hook, spreadsheet_id):
 
 
 def test_missing_status_header_is_added_in_first_free_cell_even_past_the_grid(emulator, hook, spreadsheet_id):
-    emulator.create(spreadsheet_id, [{
-        "title": "Sheet1",
-        "rows": [["identifier", "phone_number", "", "notes"], ["A", "'0811", "", "n"]],
-        "col_count": 4,
-    }])
+    emulator.create(
+        spreadsheet_id,
+        [
+            {
+                "title": "Sheet1",
+                "rows": [["identifier", "phone_number", "", "notes"], ["A", "'0811", "", "n"]],
+                "col_count": 4,
+            }
+        ],
+    )
     sheets = sheets_config(spreadsheet_id, run_id="run id")
 
     result = write_statuses(hook, sheets, [StatusCell(2, "A", "success")], "scheduled__2024", None)
@@ -205,11 +208,19 @@ def test_missing_status_header_is_added_in_first_free_cell_even_past_the_grid(em
 
 
 def test_optional_columns_written_alongside_in_one_range(emulator, hook, spreadsheet_id):
-    emulator.create(spreadsheet_id, [{
-        "title": "Sheet1",
-        "rows": [["identifier", "phone_number", "status_update_phone_number", "last run", "run", "details"],
-                 ["A", "1", "", "", "", "old link"], ["B", "2", "", "", "", "old link"]],
-    }])
+    emulator.create(
+        spreadsheet_id,
+        [
+            {
+                "title": "Sheet1",
+                "rows": [
+                    ["identifier", "phone_number", "status_update_phone_number", "last run", "run", "details"],
+                    ["A", "1", "", "", "", "old link"],
+                    ["B", "2", "", "", "", "old link"],
+                ],
+            }
+        ],
+    )
     sheets = sheets_config(spreadsheet_id, run_time="Last Run", run_id="run", status_link="details")
     cells = [
         StatusCell(2, "A", "failed: invalid phone (b01-r2)", link="http://airflow/x"),
@@ -258,10 +269,19 @@ def test_status_that_cannot_be_written_fails_the_task(emulator, make_hook, sprea
 
 def test_logs_never_show_identifiers_or_phones(emulator, make_hook, spreadsheet_id, caplog):
     hook = make_hook(backoff=Backoff(attempts=10, base=0.05, cap=0.3))
-    emulator.create(spreadsheet_id, [{
-        "title": "Sheet1",
-        "rows": [HEADER, ["3302015555555555", "6281234567890", "", ""], ["3302016666666666", "'081298765432", "", ""]],
-    }])
+    emulator.create(
+        spreadsheet_id,
+        [
+            {
+                "title": "Sheet1",
+                "rows": [
+                    HEADER,
+                    ["3302015555555555", "6281234567890", "", ""],
+                    ["3302016666666666", "'081298765432", "", ""],
+                ],
+            }
+        ],
+    )
     sheets = sheets_config(spreadsheet_id)
     with caplog.at_level(logging.DEBUG):
         rows = read_rows(hook, sheets)

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
-.PHONY: install test lint check-regions demo standalone bench clean
+.PHONY: install test lint check-regions demo standalone bench bench-quick clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ demo: $(STAMP) ## Run the demo region's DAG on local servers (SQLite Airflow hom
 
 standalone: $(STAMP) ## The demo region in the Airflow UI on http://localhost:8080 (airflow standalone)
 	$(PY) -m localservers.standalone
+
+bench: $(STAMP) ## Benchmark vs the article's per-row loop, side by side (~8 min); not part of `make test`
+	$(PY) -m bench.run --publish
+
+bench-quick: $(STAMP) ## The benchmark on 1,000 rows (~4 min); rewrites nothing that is committed
+	$(PY) -m bench.run --quick
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache

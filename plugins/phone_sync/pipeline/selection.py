@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 from phone_sync.config import RowSelection
-from phone_sync.sheets.rows import SheetRow
+
+if TYPE_CHECKING:  # the Sheets client is not loaded in task processes that never talk to Sheets
+    from phone_sync.sheets.rows import SheetRow
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -119,22 +118,6 @@ def statuses_lost(region: LocalRegion, scenario: Scenario, rows: set[int] | None
     if rows is not None:
         wanted = [row for row in wanted if row in rows]
     return sum(1 for row in wanted if not current.get(row, "").strip())
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS: ``VmHWM``, the high-water mark of its own address space.
-
-    Not ``ru_maxrss``: Linux carries it over ``exec`` from the forked copy of the parent, so a
-    child started by a runner holding a 100,000-row scenario would report the runner's size.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def current_rss_mib() -> float:

@@ -14,7 +14,7 @@ from typing import Any
 from airflow.listeners import hookimpl
 
 
-def _peak_mib() -> float:
+def peak_rss_mib() -> float:
     """``VmHWM``: peak RSS of this process's address space (a forked task counts what it shares)."""
     try:
         with open("/proc/self/status") as status:
@@ -36,7 +36,7 @@ def _record(task_instance: Any, state: str) -> None:
         "map_index": getattr(task_instance, "map_index", -1),
         "state": state,
         "pid": os.getpid(),
-        "ru_maxrss_mib": round(_peak_mib(), 1),
+        "ru_maxrss_mib": round(peak_rss_mib(), 1),
     }
     with open(path, "a") as out:
         out.write(json.dumps(line) + "\n")

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import current_rss_mib, peak_rss_mib
+from bench.common import current_rss_mib
+from bench.rss_listener import peak_rss_mib
 
 
 class FakeTaskInstance:

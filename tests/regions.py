@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
+import requests
 
 from localservers.stack import LocalRegion
 from phone_sync.config import RegionConfig, load_region
@@ -19,18 +20,33 @@ from phone_sync.dag_factory import build_region_dag
 DEMO_REGION = Path(__file__).resolve().parents[1] / "include" / "regions" / "demo.json"
 
 
+FAST_RETRIES = {"count": 1, "delay_seconds": 1, "max_delay_seconds": 2}
+# Expected report category -> how that row's status starts.
+STATUS_PREFIX = {
+    "updated": "success",
+    "unchanged": "unchanged",
+    "not_found": "failed: patient not found",
+    "invalid_phone": "failed: invalid phone",
+    "skipped": "skipped: ",
+    "blank": "",
+}
+
+
+def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` applied key by key, nested objects merged rather than replaced."""
+    result = dict(base)
+    for key, value in changes.items():
+        nested = isinstance(value, dict) and isinstance(result.get(key), dict)
+        result[key] = merged(result[key], value) if nested else value
+    return result
+
+
 def region_file(directory: Path, **changes: Any) -> RegionConfig:
     """The demo region with fast task retries (and ``changes``), written where the DAG folder reads it."""
-    data = json.loads(DEMO_REGION.read_text())
-    data["retries"] = {"count": 1, "delay_seconds": 1, "max_delay_seconds": 2}
-    for key, value in changes.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
+    data = merged(json.loads(DEMO_REGION.read_text(encoding="utf-8")), {"retries": FAST_RETRIES, **changes})
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{data['region']}.json"
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return load_region(path)
 
 
@@ -54,7 +70,11 @@ def statuses(region: LocalRegion) -> dict[int, str]:
 
 
 def report_rows(region: LocalRegion) -> list[dict[str, Any]]:
-    header, *rows = region.cells(region.config.sheets.report_worksheet)
+    """The run report worksheet as dicts; an absent worksheet is no report."""
+    try:
+        header, *rows = region.cells(region.config.sheets.report_worksheet)
+    except requests.HTTPError:
+        return []
     return [dict(zip(header, row, strict=False)) for row in rows]
 
 

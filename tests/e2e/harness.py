@@ -7,7 +7,6 @@ back through their own HTTP APIs (FHIR search with the region's token, the emula
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from collections.abc import Iterator
@@ -22,23 +21,13 @@ import requests
 from localservers.airflow_cluster import AirflowCluster
 from localservers.scenario import Scenario
 from localservers.stack import LocalRegion, local_region
-from phone_sync.config import RegionConfig, load_region
+from phone_sync.config import RegionConfig
 from phone_sync.phones import canonical
+from tests.regions import STATUS_PREFIX, merged, region_file, report_rows
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_REGION = REPO_ROOT / "include" / "regions" / "demo.json"
 RUN_ID_HEADER = "run_id"
 # Short task retries so a failed batch turns red in seconds, not minutes.
 FAST_RETRIES = {"count": 1, "delay_seconds": 2, "max_delay_seconds": 4}
-# Expected report category -> how that row's status starts.
-STATUS_PREFIX = {
-    "updated": "success",
-    "unchanged": "unchanged",
-    "not_found": "failed: patient not found",
-    "invalid_phone": "failed: invalid phone",
-    "skipped": "skipped:",
-    "blank": "",
-}
 
 
 @dataclass
@@ -63,36 +52,22 @@ class World:
         return self.regions[name].config
 
 
-def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in changes.items():
-        nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
-        merged[key] = _merge(merged[key], value) if nested else value
-    return merged
-
-
 def write_region(folder: Path, name: str, changes: dict[str, Any] | None = None) -> RegionConfig:
     """demo.json as region ``name`` with its own connections and spreadsheet, unscheduled, fast retries."""
-    base = json.loads(DEMO_REGION.read_text(encoding="utf-8"))
-    base = _merge(
-        base,
-        {
-            "region": name,
-            "display_name": f"E2E {name}",
-            "tags": ["e2e"],
-            "schedule": None,
-            "retries": FAST_RETRIES,
-            "sheets": {
-                "conn_id": f"google_sheets_{name}",
-                "spreadsheet_id": f"{name}-spreadsheet",
-                "columns": {"run_id": RUN_ID_HEADER},
-            },
-            "fhir": {"conn_id": f"fhir_{name}"},
+    own = {
+        "region": name,
+        "display_name": f"E2E {name}",
+        "tags": ["e2e"],
+        "schedule": None,
+        "retries": FAST_RETRIES,
+        "sheets": {
+            "conn_id": f"google_sheets_{name}",
+            "spreadsheet_id": f"{name}-spreadsheet",
+            "columns": {"run_id": RUN_ID_HEADER},
         },
-    )
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps(_merge(base, changes or {}), indent=2), encoding="utf-8")
-    return load_region(path)
+        "fhir": {"conn_id": f"fhir_{name}"},
+    }
+    return region_file(folder, **merged(own, changes or {}))
 
 
 @contextmanager
@@ -174,15 +149,6 @@ class Sheet:
 def read_sheet(region: LocalRegion) -> Sheet:
     header, *rows = region.cells()
     return Sheet([str(h) for h in header], {number: row for number, row in enumerate(rows, start=2)})
-
-
-def report_rows(region: LocalRegion) -> list[dict[str, Any]]:
-    """The run report worksheet as dicts; an absent worksheet is no report."""
-    try:
-        header, *rows = region.cells(region.config.sheets.report_worksheet)
-    except requests.HTTPError:
-        return []
-    return [dict(zip(header, row, strict=False)) for row in rows]
 
 
 def report_for(region: LocalRegion, run_id: str) -> list[dict[str, Any]]:

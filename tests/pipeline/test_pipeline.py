@@ -11,17 +11,9 @@ from localservers.scenario import IDENTIFIER_SYSTEM, Scenario, generate
 from localservers.stack import LocalRegion
 from phone_sync.phones import canonical
 from phone_sync.pipeline.batching import SelectedRow, clean_and_batch
-from tests.regions import MakeRegion, phones_by_identifier, report_rows, run_dag, statuses, ti_states
+from tests.regions import STATUS_PREFIX, MakeRegion, phones_by_identifier, report_rows, run_dag, statuses, ti_states
 
 pytestmark = pytest.mark.slow
-
-STATUS_PREFIX = {
-    "updated": "success",
-    "unchanged": "unchanged",
-    "invalid_phone": "failed: invalid phone",
-    "not_found": "failed: patient not found",
-    "skipped": "skipped: ",
-}
 
 
 def assert_rows_match(region: LocalRegion, scenario: Scenario) -> Counter[str]:

@@ -132,11 +132,10 @@ def run_child(stage: str, spec: dict[str, Any], workdir: Path, env: dict[str, st
     spec_path, out_path = workdir / f"{stage}.spec.json", workdir / f"{stage}.out.json"
     spec_path.write_text(json.dumps(spec))
     out_path.unlink(missing_ok=True)
-    pythonpath = f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'plugins'}"
     with open(workdir / f"{stage}.log", "wb") as log:
         subprocess.run(
             [sys.executable, "-m", "bench.child", stage, str(spec_path), str(out_path)],
-            env={**os.environ, **(env or {}), "PYTHONPATH": pythonpath},
+            env={**os.environ, **(env or {})},
             stdout=log, stderr=subprocess.STDOUT, check=True, timeout=timeout, cwd=REPO_ROOT,
         )
     return json.loads(out_path.read_text())

@@ -9,7 +9,6 @@ descendants (task processes are titled ``airflow worker -- <ti id>``) ten times 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -19,7 +18,6 @@ import psutil
 
 from bench.airflow_dags import FLOOR_DAG_ID, FLOOR_POOL
 from localservers.airflow_cluster import AirflowCluster
-from localservers.airflow_env import REPO_ROOT
 
 DAG_FILE = (
     '"""Benchmark DAGs (airflow dag file)."""\n'
@@ -96,7 +94,6 @@ def run_side_by_side(workdir: Path, connections: dict[str, str], regions_dir: Pa
         "PHONE_SYNC_REGIONS_DIR": str(regions_dir),
         "BENCH_FLOOR_BATCHES": str(batches),
         "BENCH_RSS_FILE": str(rss_file),
-        "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'plugins'}",
     }
     with AirflowCluster(workdir / "airflow", extra_env=env) as cluster:
         cluster.api("POST", "/pools", json={"name": FLOOR_POOL, "slots": slots, "include_deferred": False})

@@ -36,7 +36,7 @@ REQUIRED = {
     "airflow-worker",
     "airflow-init",
 }
-AIRFLOW_MOUNTS = {"/opt/airflow/dags": "dags", "/opt/airflow/plugins": "plugins", "/opt/airflow/include": "include"}
+AIRFLOW_MOUNTS = {"/opt/airflow/dags": "dags", "/opt/airflow/include": "include"}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 
 
@@ -160,7 +160,6 @@ def _check_module(name: str, module: str, binds: list[tuple[Path, str]]) -> list
 
 def check_env_example() -> list[str]:
     """The example env file names both connections of every region file, and .env is git-ignored."""
-    sys.path[:0] = [str(ROOT / "plugins")]
     from phone_sync.config import load_regions
 
     problems = []

@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import requests
 
-from localservers.airflow_env import airflow_env
+from localservers.airflow_env import REPO_ROOT, airflow_env
 from localservers.process import free_port
 
 FINISHED = frozenset({"success", "failed"})
@@ -181,7 +181,7 @@ class AirflowCluster:
                         env=self._child_env(component.env),
                         stdout=out,
                         stderr=subprocess.STDOUT,
-                        cwd=self.home,
+                        cwd=REPO_ROOT,  # workers import this module's worker_hostname from here
                         start_new_session=True,
                     )
                 finally:

@@ -1,4 +1,4 @@
-"""Environment for a local Airflow home (SQLite metadata DB, this repo's dags/ and plugins/).
+"""Environment for a local Airflow home (SQLite metadata DB, this repo's dags/).
 
 Set before Airflow is imported; shared by the demo, the tests and the benchmark.
 """
@@ -16,10 +16,8 @@ def airflow_env(home: Path, **overrides: str) -> dict[str, str]:
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'plugins'}",
     }
     env.update({f"AIRFLOW__{key.upper()}": value for key, value in overrides.items()})
     return env

@@ -52,13 +52,13 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         env = {**os.environ, **(self.env or {})}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module, "--host", "127.0.0.1", "--port", str(self.port), *self.args],
             stdout=output,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=REPO_ROOT,  # `python -m localservers...` finds this repo's modules from its root
             start_new_session=True,
         )
         if output is not subprocess.DEVNULL:

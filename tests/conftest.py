@@ -14,17 +14,14 @@ from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "plugins")]
-
-from localservers.airflow_env import airflow_env  # noqa: E402
+from localservers.airflow_env import airflow_env
 
 os.environ.update(airflow_env(Path(tempfile.mkdtemp(prefix="phone-sync-airflow-"))))
 
-from localservers.scenario import Scenario  # noqa: E402
-from localservers.stack import LocalRegion, local_region  # noqa: E402
-from phone_sync.config import REGIONS_DIR_ENV  # noqa: E402
-from tests.regions import MakeRegion, region_file  # noqa: E402
+from localservers.scenario import Scenario
+from localservers.stack import LocalRegion, local_region
+from phone_sync.config import REGIONS_DIR_ENV
+from tests.regions import MakeRegion, region_file
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,8 @@ from localservers.stack import LocalRegion
 from phone_sync.config import RegionConfig, load_region
 from phone_sync.dag_factory import build_region_dag
 
-DEMO_REGION = Path(__file__).resolve().parents[1] / "include" / "regions" / "demo.json"
+PROJECT_REGIONS = Path(__file__).resolve().parents[1] / "include" / "regions"
+DEMO_REGION = PROJECT_REGIONS / "demo.json"
 
 
 FAST_RETRIES = {"count": 1, "delay_seconds": 1, "max_delay_seconds": 2}

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from phone_sync.check_regions import main as check_regions
-from phone_sync.config import DEFAULT_REGIONS_DIR, RegionConfigError, load_region, load_regions
+from phone_sync.config import RegionConfigError, load_region, load_regions
+from tests.regions import PROJECT_REGIONS
 
 MINIMAL: dict[str, Any] = {
     "region": "banyumas",
@@ -54,7 +55,7 @@ def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
 
 
 def test_shipped_regions_are_valid() -> None:
-    configs, errors = load_regions(DEFAULT_REGIONS_DIR)
+    configs, errors = load_regions(PROJECT_REGIONS)
     assert errors == []
     by_region = {c.region: c for c in configs}
     assert set(by_region) >= {"purbalingga", "lombok_barat", "demo"}
@@ -152,4 +153,4 @@ def test_check_regions_prints_every_problem(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_check_regions_passes_on_shipped_files(capsys: pytest.CaptureFixture[str]) -> None:
-    assert check_regions([str(DEFAULT_REGIONS_DIR)]) == 0
+    assert check_regions([str(PROJECT_REGIONS)]) == 0

@@ -12,8 +12,9 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import CronDataIntervalTimetable
 
-from phone_sync.config import DEFAULT_REGIONS_DIR, REGIONS_DIR_ENV, load_regions
+from phone_sync.config import REGIONS_DIR_ENV, load_regions
 from phone_sync.dag_factory import CONFIG_ERROR_TAG
+from tests.regions import PROJECT_REGIONS
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 PIPELINE = ["extract_rows", "clean_phones", "process_batch", "write_back_statuses", "run_report"]
@@ -35,14 +36,14 @@ def parse(monkeypatch: pytest.MonkeyPatch, regions: Path) -> DagBag:
 @pytest.fixture
 def regions_copy(tmp_path: Path) -> Path:
     target = tmp_path / "regions"
-    shutil.copytree(DEFAULT_REGIONS_DIR, target)
+    shutil.copytree(PROJECT_REGIONS, target)
     return target
 
 
 def test_every_region_file_gives_one_dag(monkeypatch: pytest.MonkeyPatch, no_network: None) -> None:
-    bag = parse(monkeypatch, DEFAULT_REGIONS_DIR)
+    bag = parse(monkeypatch, PROJECT_REGIONS)
     assert bag.import_errors == {}
-    configs, errors = load_regions(DEFAULT_REGIONS_DIR)
+    configs, errors = load_regions(PROJECT_REGIONS)
     assert errors == []
     assert sorted(bag.dag_ids) == sorted(c.dag_id for c in configs)
     for config in configs:

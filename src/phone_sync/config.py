@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_REGIONS_DIR = REPO_ROOT / "include" / "regions"
 REGIONS_DIR_ENV = "PHONE_SYNC_REGIONS_DIR"
+# Relative to the project (or Airflow) folder: where `make check-regions` and the pools command look.
+DEFAULT_REGIONS_DIR = Path("include") / "regions"
 
 SLUG = r"^[a-z][a-z0-9_]{1,62}$"
 SECRET_KEY = re.compile(
@@ -221,9 +221,13 @@ def load_region(path: Path) -> RegionConfig:
     return config
 
 
-def regions_dir() -> Path:
-    """Where region files live: ``$PHONE_SYNC_REGIONS_DIR`` or ``include/regions`` beside ``plugins/``."""
-    return Path(os.environ.get(REGIONS_DIR_ENV) or DEFAULT_REGIONS_DIR)
+def regions_dir(default: Path = DEFAULT_REGIONS_DIR) -> Path:
+    """Where region files live: ``$PHONE_SYNC_REGIONS_DIR``, else ``default``.
+
+    The DAG file passes the ``include/regions`` folder of its own bundle, so a run reads the region
+    files of the same bundle version as the DAG file that scheduled it.
+    """
+    return Path(os.environ.get(REGIONS_DIR_ENV) or default)
 
 
 def region_files(directory: Path) -> list[Path]:

@@ -65,6 +65,7 @@ def stage_baseline(spec: dict[str, Any]) -> dict[str, Any]:
 def stage_inprocess(spec: dict[str, Any]) -> dict[str, Any]:
     """The task bodies in one process, batches on threads as the pool would run them: no Airflow."""
     from phone_sync.config import load_region
+    from phone_sync.contracts import XComKey
     from phone_sync.pipeline import tasks
 
     config = load_region(Path(spec["region_file"]))
@@ -77,7 +78,7 @@ def stage_inprocess(spec: dict[str, Any]) -> dict[str, Any]:
     with ThreadPoolExecutor(config.max_parallel_batches) as pool:
         results = list(pool.map(lambda b: _xcom(tasks.process_batch(config, b, context)), batches))
     fhir_seconds = time.perf_counter() - fhir_started
-    decided = ti.xcoms[(tasks.DECIDED_KEY, None)]
+    decided = ti.xcoms[(XComKey.DECIDED, None)]
     written = _xcom(tasks.write_back_statuses(config, decided, batches, results, context))
     report = tasks.run_report(config, written, context)
     return {

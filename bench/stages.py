@@ -164,11 +164,15 @@ def batch_count(config: RegionConfig, scenario: Scenario) -> int:
     """How many batches the pipeline will map over: its own cleaning and batching, run here."""
     from datetime import date
 
-    from phone_sync.pipeline.batching import SelectedRow, clean_and_batch
+    from phone_sync.contracts import ExtractedRow
+    from phone_sync.pipeline.batching import clean_and_batch
 
     rows = [
-        SelectedRow(
-            index, str(row[0]), row[2] if row[2] != "" else None, date.fromisoformat(row[3]) if row[3] else None
+        ExtractedRow(
+            row=index,
+            identifier=str(row[0]),
+            phone=row[2] if row[2] != "" else None,
+            feed_date=date.fromisoformat(row[3]) if row[3] else None,
         )
         for index, row in enumerate(scenario.rows, start=2) if row[0] != "" or row[2] != ""
     ]

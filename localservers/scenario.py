@@ -38,7 +38,7 @@ INVALID_CELLS = ["6.28123E+12", "tidak ada", "-", "0812", "N/A", "08123abc", "8.
 
 @dataclass
 class Expected:
-    kind: str  # the row's final report category (see phone_sync.pipeline.outcomes.KINDS) or "blank"
+    kind: str  # the row's final report category (see phone_sync.outcomes.Outcome) or "blank"
     phone: str | None  # E.164 number every matched patient should carry afterwards, if any
 
 

@@ -10,7 +10,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,6 +28,8 @@ SECRET_KEY = re.compile(
 )
 SCHEDULE_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually"}
 
+DAG_ID_PREFIX = "phone_sync__"
+TelecomPolicy = Literal["replace", "keep_old"]
 ConnId = Annotated[str, Field(min_length=1, max_length=250, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
@@ -62,7 +64,7 @@ class SheetsConfig(_Strict):
 class FhirConfig(_Strict):
     conn_id: ConnId
     identifier_system: str = Field(min_length=1)
-    telecom_policy: Literal["replace", "keep_old"] = "replace"
+    telecom_policy: TelecomPolicy = "replace"
     search_chunk_size: int = Field(default=20, ge=1, le=100)
     max_conflict_retries: int = Field(default=3, ge=0, le=10)
 
@@ -160,7 +162,15 @@ class RegionConfig(_Strict):
 
     @property
     def dag_id(self) -> str:
-        return f"phone_sync__{self.region}"
+        return f"{DAG_ID_PREFIX}{self.region}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def local_date(self, moment: datetime) -> date:
+        """The calendar day of ``moment`` in the region's timezone (feed dates and digests are local days)."""
+        return moment.astimezone(self.zone).date()
 
 
 def _secret_like_keys(data: Any, prefix: str = "") -> Iterator[str]:

@@ -15,12 +15,12 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, dag, get_current_context, task
 
-from phone_sync.alerts import batch_callbacks, dag_callbacks
-from phone_sync.config import RegionConfig, RegionConfigError, load_regions
+from phone_sync.alerts.dispatch import batch_callbacks, dag_callbacks
+from phone_sync.config import DAG_ID_PREFIX, RegionConfig, RegionConfigError, load_regions
+from phone_sync.contracts import TaskId, XComKey
 from phone_sync.pools import pool_name
 
 CONFIG_ERROR_TAG = "config-error"
-DAG_ID_PREFIX = "phone_sync__"
 
 
 def _task_args(config: RegionConfig) -> dict[str, Any]:
@@ -89,13 +89,14 @@ def build_region_dag(config: RegionConfig) -> DAG:
         **dag_callbacks(config),
     )
     def phone_sync() -> None:
-        @task(show_return_value_in_logs=False)
+        # Bodies live in phone_sync.pipeline.tasks, imported inside each task so parsing stays cheap.
+        @task(task_id=TaskId.EXTRACT, show_return_value_in_logs=False)
         def extract_rows() -> dict[str, Any]:
             from phone_sync.pipeline import tasks
 
             return tasks.extract_rows(config, get_current_context())
 
-        @task(show_return_value_in_logs=False)
+        @task(task_id=TaskId.CLEAN, show_return_value_in_logs=False)
         def clean_phones(extracted: dict[str, Any]) -> list[dict[str, Any]]:
             """Returns the batches to map over; pushes the statuses decided here as XCom key 'decided'."""
             from phone_sync.pipeline import tasks
@@ -103,6 +104,7 @@ def build_region_dag(config: RegionConfig) -> DAG:
             return tasks.clean_phones(config, extracted, get_current_context())
 
         @task(
+            task_id=TaskId.BATCH,
             map_index_template="{{ batch_label }}",
             show_return_value_in_logs=False,
             pool=pool_name(config),
@@ -116,23 +118,23 @@ def build_region_dag(config: RegionConfig) -> DAG:
             context["batch_label"] = batch["label"]  # type: ignore[typeddict-unknown-key]
             return tasks.process_batch(config, batch, context)
 
-        @task(trigger_rule="all_done", show_return_value_in_logs=False)
+        @task(task_id=TaskId.WRITE_BACK, trigger_rule="all_done", show_return_value_in_logs=False)
         def write_back_statuses(
-            decided: dict[str, Any], batches: list[dict[str, Any]], outcomes: list[dict[str, Any]]
+            decided: dict[str, Any], batches: list[dict[str, Any]], results: list[dict[str, Any]]
         ) -> dict[str, Any]:
             from phone_sync.pipeline import tasks
 
-            return tasks.write_back_statuses(config, decided, batches, list(outcomes), get_current_context())
+            return tasks.write_back_statuses(config, decided, batches, list(results), get_current_context())
 
-        @task(trigger_rule="all_done")
-        def run_report(written: dict[str, Any]) -> dict[str, Any]:
+        @task(task_id=TaskId.REPORT, trigger_rule="all_done")
+        def run_report(written: dict[str, Any]) -> dict[str, object]:
             from phone_sync.pipeline import tasks
 
             return tasks.run_report(config, written, get_current_context())
 
         batches = clean_phones(extract_rows())
-        outcomes = process_batch.expand(batch=batches)
-        run_report(write_back_statuses(batches["decided"], batches, outcomes))
+        results = process_batch.expand(batch=batches)
+        run_report(write_back_statuses(batches[XComKey.DECIDED], batches, results))
 
     return phone_sync()
 

@@ -17,7 +17,9 @@ from typing import Literal
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
-CellValue = str | int | float | bool | None
+from phone_sync.contracts import CellValue
+from phone_sync.outcomes import PHONE_PROBLEMS
+
 OutputFormat = Literal["E164", "NATIONAL"]
 
 PLACEHOLDERS = frozenset(
@@ -56,18 +58,6 @@ MIN_SIGNIFICANT_DIGITS = 7
 MAX_NATIONAL_DIGITS = 12
 MIN_NATIONAL_DIGITS = 7
 
-REASON_MESSAGES = {
-    "empty": "no phone number",
-    "placeholder": "no phone number given",
-    "not_a_phone": "cell does not hold a phone number",
-    "truncated": "number was cut short by the spreadsheet (scientific notation); re-enter it as text",
-    "not_a_number": "not a phone number",
-    "too_short": "too short",
-    "too_long": "too long",
-    "invalid_country_code": "unknown country code",
-    "invalid": "not a valid number",
-}
-
 
 @dataclass(frozen=True)
 class CleanedPhone:
@@ -83,7 +73,7 @@ class CleanedPhone:
 
     @property
     def message(self) -> str | None:
-        return None if self.reason is None else REASON_MESSAGES.get(self.reason, self.reason)
+        return None if self.reason is None else PHONE_PROBLEMS.get(self.reason, self.reason)
 
 
 def _reject(reason: str) -> CleanedPhone:

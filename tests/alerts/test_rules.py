@@ -14,7 +14,7 @@ import pytest
 from airflow.sdk import Connection
 
 from localservers.sinks.processes import SmtpSink, WebhookSink
-from phone_sync.alerts import batch_callbacks, check_failure_rate, dag_callbacks, send_digest
+from phone_sync.alerts.dispatch import batch_callbacks, check_failure_rate, dag_callbacks, send_digest
 from phone_sync.alerts.notifiers import EmailAlertNotifier, WebhookAlertNotifier, webhook_url
 from phone_sync.alerts.rules import batch_failed, run_failed
 from tests.alerts.conftest import (

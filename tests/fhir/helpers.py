@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import requests
 from localservers.fhir.seed import NIK_SYSTEM, make_patient, seed_patients
 from localservers.process import ServerProcess
 from phone_sync.config import FhirConfig, PhoneRules
+from phone_sync.contracts import BatchRow
 from phone_sync.http.pacing import Backoff
 
 TOKEN = "static-token-for-tests-0001"
@@ -21,6 +23,11 @@ CLIENT_ID = "phone-sync-tests"
 CLIENT_SECRET = "client-secret-for-tests-0001"
 FAST_BACKOFF = Backoff(attempts=4, base=0.01, cap=0.5)
 _nik_counter = itertools.count(1)
+
+
+def update(row: int, identifier: str, phone: str, effective: date) -> BatchRow:
+    """One batch row as clean_phones hands it to the FHIR client."""
+    return BatchRow(row=row, identifier=identifier, phone=phone, effective=effective)
 
 
 def new_nik() -> str:

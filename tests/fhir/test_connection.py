@@ -10,11 +10,11 @@ import requests
 
 from localservers.fhir.seed import make_patient
 from phone_sync.config import PhoneRules
-from phone_sync.fhir.client import FhirClient, PhoneUpdate
+from phone_sync.fhir.client import FhirClient
 from phone_sync.fhir.connection import base_url, is_loopback
 from phone_sync.fhir.errors import FhirConfigError
 from phone_sync.fhir.hook import FhirHook
-from tests.fhir.helpers import TOKEN, LocalFhir, fhir_config, new_nik, set_connection
+from tests.fhir.helpers import TOKEN, LocalFhir, fhir_config, new_nik, set_connection, update
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -146,7 +146,7 @@ def test_base_path_in_the_host_field(fhir_factory: Callable[..., LocalFhir], mon
     ).json()
     conn = set_connection(monkeypatch, "fhir_with_path", host=f"{server.url}/fhir/", password=TOKEN)
     client = FhirClient(FhirHook(conn), fhir_config(conn_id=conn), PhoneRules())
-    assert client.apply([PhoneUpdate(1, nik, "+6281299998888", date(2026, 11, 20))])[0].outcome == "updated"
+    assert client.apply([update(1, nik, "+6281299998888", date(2026, 11, 20))])[0].outcome == "updated"
     assert {e["path"] for e in server.requests_log()} == {"/fhir/Patient", "/fhir/Patient/_search", "/fhir"}
     stored = requests.get(f"{server.url}/fhir/Patient/{created['id']}", headers=AUTH, timeout=5).json()
     assert stored["meta"]["versionId"] == "2"

@@ -7,11 +7,20 @@ from datetime import date
 
 import pytest
 
-from phone_sync.fhir.client import FhirClient, PhoneUpdate
+from phone_sync.fhir.client import FhirClient
 from phone_sync.fhir.hook import FhirHook
 from phone_sync.fhir.scrub import scrub
 from phone_sync.masking import mask
-from tests.fhir.helpers import CLIENT_ID, CLIENT_SECRET, FAST_BACKOFF, PHONE_RULES, LocalFhir, fhir_config, new_nik
+from tests.fhir.helpers import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    FAST_BACKOFF,
+    PHONE_RULES,
+    LocalFhir,
+    fhir_config,
+    new_nik,
+    update,
+)
 from tests.fhir.helpers import set_connection as connect
 
 OLD = "+6281255553333"
@@ -33,9 +42,9 @@ def test_nothing_sensitive_in_logs(
     fhir.create(rejected, phone=OLD)
     fhir.faults(reject_identifiers=[rejected], throttle_next=1, retry_after=0.01)
     updates = [
-        PhoneUpdate(2, good, "+6281266664444", date(2026, 11, 20)),
-        PhoneUpdate(3, rejected, "+6281266665555", date(2026, 11, 20)),
-        PhoneUpdate(4, missing, "+6281266666666", date(2026, 11, 20)),
+        update(2, good, "+6281266664444", date(2026, 11, 20)),
+        update(3, rejected, "+6281266665555", date(2026, 11, 20)),
+        update(4, missing, "+6281266666666", date(2026, 11, 20)),
     ]
     hook = FhirHook(conn, backoff=FAST_BACKOFF)
     client = FhirClient(hook, fhir_config(conn_id=conn), PHONE_RULES)
@@ -46,7 +55,11 @@ def test_nothing_sensitive_in_logs(
         hook._auth.invalidate()  # type: ignore[union-attr]
         access_token = hook._auth.headers(hook._fetch_token)["Authorization"].split()[1]  # type: ignore[union-attr]
 
-    assert [o.outcome for o in outcomes] == ["updated", "rejected", "not_found"]
+    assert [(o.outcome, o.reason) for o in outcomes] == [
+        ("updated", None),
+        ("failed", "rejected"),
+        ("not_found", "patient_not_found"),
+    ]
     text = caplog.text + "\n".join(str(o) for o in outcomes)
     assert "retry 1/3" in caplog.text, "the throttled request was logged"
     assert mask(good) in caplog.text, "rows are logged with masked identifiers"

@@ -8,10 +8,11 @@ from datetime import date
 
 import pytest
 
-from phone_sync.fhir.client import FhirClient, FhirUnavailable, PhoneUpdate
+from phone_sync.fhir.client import FhirClient
+from phone_sync.fhir.errors import FhirUnavailable
 from phone_sync.fhir.hook import FhirHook
 from phone_sync.http.pacing import Backoff
-from tests.fhir.helpers import FAST_BACKOFF, PHONE_RULES, LocalFhir, fhir_config, new_nik
+from tests.fhir.helpers import FAST_BACKOFF, PHONE_RULES, LocalFhir, fhir_config, new_nik, update
 
 EFFECTIVE = date(2026, 11, 20)
 
@@ -26,7 +27,7 @@ def test_429_storm_is_ridden_out_honouring_retry_after(fhir: LocalFhir, bearer_c
     client = FhirClient(hook, fhir_config(conn_id=bearer_conn), PHONE_RULES)
 
     started = time.monotonic()
-    outcomes = client.apply([PhoneUpdate(i, nik, f"+628139999000{i}", EFFECTIVE) for i, nik in enumerate(niks)])
+    outcomes = client.apply([update(i, nik, f"+628139999000{i}", EFFECTIVE) for i, nik in enumerate(niks)])
     elapsed = time.monotonic() - started
 
     assert [o.outcome for o in outcomes] == ["updated"] * 3
@@ -47,14 +48,14 @@ def test_429_that_does_not_stop_raises(fhir: LocalFhir, bearer_conn: str) -> Non
     fhir.faults(throttle_for_seconds=30, retry_after=0.05)
     client = FhirClient(FhirHook(bearer_conn, backoff=FAST_BACKOFF), fhir_config(conn_id=bearer_conn), PHONE_RULES)
     with pytest.raises(FhirUnavailable, match="HTTP 429 after 4 attempts"):
-        client.apply([PhoneUpdate(1, new_nik(), "+6281399990001", EFFECTIVE)])
+        client.apply([update(1, new_nik(), "+6281399990001", EFFECTIVE)])
 
 
 def test_outage_raises_fhir_unavailable(fhir: LocalFhir, bearer_conn: str) -> None:
     fhir.faults(outage_for_seconds=30)
     client = FhirClient(FhirHook(bearer_conn, backoff=FAST_BACKOFF), fhir_config(conn_id=bearer_conn), PHONE_RULES)
     with pytest.raises(FhirUnavailable, match="HTTP 503 after 4 attempts") as raised:
-        client.apply([PhoneUpdate(1, new_nik(), "+6281399990001", EFFECTIVE)])
+        client.apply([update(1, new_nik(), "+6281399990001", EFFECTIVE)])
     assert fhir.stats()["by_status"] == {"503": 4}
     assert "Patient/_search" in str(raised.value)
 
@@ -67,8 +68,8 @@ def test_outage_of_one_batch_fails_that_batch_only(fhir: LocalFhir, bearer_conn:
     client = FhirClient(FhirHook(bearer_conn, backoff=FAST_BACKOFF), fhir_config(conn_id=bearer_conn), PHONE_RULES)
 
     with pytest.raises(FhirUnavailable):
-        client.apply([PhoneUpdate(1, doomed, "+6281399990001", EFFECTIVE)])
-    assert client.apply([PhoneUpdate(2, healthy, "+6281399990002", EFFECTIVE)])[0].outcome == "updated"
+        client.apply([update(1, doomed, "+6281399990001", EFFECTIVE)])
+    assert client.apply([update(2, healthy, "+6281399990002", EFFECTIVE)])[0].outcome == "updated"
 
 
 def test_dropped_connections_are_retried(fhir: LocalFhir, bearer_conn: str) -> None:
@@ -77,7 +78,7 @@ def test_dropped_connections_are_retried(fhir: LocalFhir, bearer_conn: str) -> N
     fhir.clear()
     fhir.faults(drop_next=2)
     client = FhirClient(FhirHook(bearer_conn, backoff=FAST_BACKOFF), fhir_config(conn_id=bearer_conn), PHONE_RULES)
-    assert client.apply([PhoneUpdate(1, nik, "+6281399990003", EFFECTIVE)])[0].outcome == "updated"
+    assert client.apply([update(1, nik, "+6281399990003", EFFECTIVE)])[0].outcome == "updated"
     assert fhir.stats()["faults"] == {"drop": 2}
     assert client.stats["retries"] == 2
     assert fhir.read(patient["id"])["meta"]["versionId"] == "2"

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from phone_sync.fhir.client import FhirClient, PhoneUpdate
+from phone_sync.fhir.client import FhirClient
 from phone_sync.fhir.hook import FhirHook
-from tests.fhir.helpers import FAST_BACKOFF, PHONE_RULES, LocalFhir, fhir_config, new_nik
+from tests.fhir.helpers import FAST_BACKOFF, PHONE_RULES, LocalFhir, fhir_config, new_nik, update
 
 EFFECTIVE = date(2026, 11, 20)
 OLD = "+6281211112222"
@@ -34,7 +34,7 @@ def test_updates_and_rerun_creates_no_new_versions(fhir: LocalFhir, bearer_conn:
     created = [
         fhir.create(nik, phone=OLD, email=f"p{i}@example.id", phone_since="2024-01-01") for i, nik in enumerate(niks)
     ]
-    updates = [PhoneUpdate(10 + i, nik, f"+628123450000{i}", EFFECTIVE) for i, nik in enumerate(niks)]
+    updates = [update(10 + i, nik, f"+628123450000{i}", EFFECTIVE) for i, nik in enumerate(niks)]
 
     outcomes = client_for(bearer_conn).apply(updates)
 
@@ -69,7 +69,7 @@ def test_updates_and_rerun_creates_no_new_versions(fhir: LocalFhir, bearer_conn:
 def test_unchanged_when_only_the_format_differs(fhir: LocalFhir, bearer_conn: str) -> None:
     nik = new_nik()
     patient = fhir.create(nik, phone="0812-9999-0000")
-    outcomes = client_for(bearer_conn).apply([PhoneUpdate(2, nik, "+6281299990000", EFFECTIVE)])
+    outcomes = client_for(bearer_conn).apply([update(2, nik, "+6281299990000", EFFECTIVE)])
     assert outcomes[0].outcome == "unchanged"
     assert fhir.read(patient["id"])["meta"]["versionId"] == "1"
     assert "batch" not in fhir.stats()["by_interaction"]
@@ -78,7 +78,7 @@ def test_unchanged_when_only_the_format_differs(fhir: LocalFhir, bearer_conn: st
 def test_several_patients_per_identifier_all_updated(fhir: LocalFhir, bearer_conn: str) -> None:
     nik = new_nik()
     twins = [fhir.create(nik, phone=OLD, given=name) for name in ("Budi", "Budiman", "Budi S.")]
-    outcomes = client_for(bearer_conn).apply([PhoneUpdate(5, nik, "+6281277778888", EFFECTIVE)])
+    outcomes = client_for(bearer_conn).apply([update(5, nik, "+6281277778888", EFFECTIVE)])
     assert outcomes[0].outcome == "updated"
     assert outcomes[0].patients == 3
     for twin in twins:
@@ -86,16 +86,14 @@ def test_several_patients_per_identifier_all_updated(fhir: LocalFhir, bearer_con
 
 
 def test_not_found(fhir: LocalFhir, bearer_conn: str) -> None:
-    outcome = client_for(bearer_conn).apply([PhoneUpdate(3, new_nik(), "+6281277778888", EFFECTIVE)])[0]
+    outcome = client_for(bearer_conn).apply([update(3, new_nik(), "+6281277778888", EFFECTIVE)])[0]
     assert (outcome.outcome, outcome.patients) == ("not_found", 0)
 
 
 def test_keep_old_policy(fhir: LocalFhir, bearer_conn: str) -> None:
     nik = new_nik()
     patient = fhir.create(nik, phone=OLD, phone_since="2022-03-01", email="keep@example.id")
-    outcome = client_for(bearer_conn, telecom_policy="keep_old").apply(
-        [PhoneUpdate(4, nik, "+6281277778888", EFFECTIVE)]
-    )
+    outcome = client_for(bearer_conn, telecom_policy="keep_old").apply([update(4, nik, "+6281277778888", EFFECTIVE)])
     assert outcome[0].outcome == "updated"
     stored = fhir.read(patient["id"])
     assert stored["telecom"] == [
@@ -108,10 +106,10 @@ def test_keep_old_policy(fhir: LocalFhir, bearer_conn: str) -> None:
 def test_newer_on_record_is_never_overwritten_by_a_backfill(fhir: LocalFhir, bearer_conn: str) -> None:
     nik = new_nik()
     patient = fhir.create(nik, phone=OLD, phone_since="2026-11-25")
-    outcome = client_for(bearer_conn).apply([PhoneUpdate(6, nik, "+6281277778888", date(2026, 11, 1))])[0]
-    assert outcome.outcome == "newer_on_record"
-    assert outcome.failed == 1
-    assert "started after" in (outcome.reason or "")
+    outcome = client_for(bearer_conn).apply([update(6, nik, "+6281277778888", date(2026, 11, 1))])[0]
+    assert (outcome.outcome, outcome.reason) == ("skipped", "newer_on_record")
+    assert outcome.text.startswith("skipped: newer number on record")
+    assert "started after" in (outcome.detail or "")
     stored = fhir.read(patient["id"])
     assert stored["meta"]["versionId"] == "1"
     assert phones(stored)[0]["value"] == OLD
@@ -121,12 +119,12 @@ def test_two_rows_for_one_patient_write_once_and_newest_wins(fhir: LocalFhir, be
     nik = new_nik()
     patient = fhir.create(nik, phone=OLD, phone_since="2020-01-01")
     updates = [
-        PhoneUpdate(7, nik, "+6281200000002", date(2026, 11, 20)),
-        PhoneUpdate(8, nik, "+6281200000001", date(2026, 11, 10)),
+        update(7, nik, "+6281200000002", date(2026, 11, 20)),
+        update(8, nik, "+6281200000001", date(2026, 11, 10)),
     ]
     outcomes = client_for(bearer_conn).apply(updates)
     assert [o.outcome for o in outcomes] == ["updated", "updated"]
-    assert "superseded" in (outcomes[1].reason or "")
+    assert "superseded" in (outcomes[1].detail or "")
     stored = fhir.read(patient["id"])
     assert stored["meta"]["versionId"] == "2", "both rows go into one PUT"
     assert phones(stored)[0]["value"] == "+6281200000002"
@@ -137,7 +135,7 @@ def test_hundred_rows_take_at_most_ten_requests(fhir: LocalFhir, bearer_conn: st
     for nik in niks:
         fhir.create(nik, phone=OLD, email="x@example.id")
     fhir.clear()
-    updates = [PhoneUpdate(i + 2, nik, f"+62812{i:08d}", EFFECTIVE) for i, nik in enumerate(niks)]
+    updates = [update(i + 2, nik, f"+62812{i:08d}", EFFECTIVE) for i, nik in enumerate(niks)]
     client = client_for(bearer_conn)
 
     outcomes = client.apply(updates)
@@ -162,7 +160,7 @@ def test_stale_version_mid_batch_is_reread_without_clobbering(
     hook = EditBeforeBatch(bearer_conn, lambda: add_email(fhir, victim["id"], "added.meanwhile@example.id"))
     client = FhirClient(hook, fhir_config(conn_id=bearer_conn), PHONE_RULES)
 
-    outcomes = client.apply([PhoneUpdate(i, nik, f"+6281300000{i:03d}", EFFECTIVE) for i, nik in enumerate(niks)])
+    outcomes = client.apply([update(i, nik, f"+6281300000{i:03d}", EFFECTIVE) for i, nik in enumerate(niks)])
 
     assert [o.outcome for o in outcomes] == ["updated"] * 5
     stored = fhir.read(victim["id"])
@@ -186,10 +184,10 @@ def test_conflict_after_max_retries(fhir: LocalFhir, bearer_conn: str) -> None:
     client = FhirClient(hook, fhir_config(conn_id=bearer_conn, max_conflict_retries=2), PHONE_RULES)
 
     outcomes = client.apply(
-        [PhoneUpdate(1, nik, "+6281311112222", EFFECTIVE), PhoneUpdate(2, other, "+6281311113333", EFFECTIVE)]
+        [update(1, nik, "+6281311112222", EFFECTIVE), update(2, other, "+6281311113333", EFFECTIVE)]
     )
 
-    assert (outcomes[0].outcome, outcomes[0].failed) == ("conflict", 1)
+    assert (outcomes[0].outcome, outcomes[0].reason) == ("conflict", "kept_changing")
     assert outcomes[1].outcome == "updated"
     assert client.stats["requests_batch"] == 3  # first try + 2 retries
     assert phones(fhir.read(victim["id"]))[0]["value"] == OLD
@@ -216,19 +214,20 @@ def test_rejected_and_partial_rows(fhir: LocalFhir, bearer_conn: str) -> None:
 
     outcomes = client_for(bearer_conn).apply(
         [
-            PhoneUpdate(1, shared, "+6281344445555", EFFECTIVE),
-            PhoneUpdate(2, lone, "+6281344446666", EFFECTIVE),
-            PhoneUpdate(3, fine, "+6281344447777", EFFECTIVE),
+            update(1, shared, "+6281344445555", EFFECTIVE),
+            update(2, lone, "+6281344446666", EFFECTIVE),
+            update(3, fine, "+6281344447777", EFFECTIVE),
         ]
     )
 
     partial, rejected, updated = outcomes
-    assert (partial.outcome, partial.patients, partial.failed) == ("partial", 2, 1)
-    assert (rejected.outcome, rejected.failed) == ("rejected", 1)
-    assert (rejected.reason or "").startswith("HTTP 422")
-    assert "profile" in (rejected.reason or "")
+    assert (partial.outcome, partial.reason, partial.patients) == ("failed", "partial", 2)
+    assert (partial.detail or "").startswith("1/2 patients not updated")
+    assert (rejected.outcome, rejected.reason) == ("failed", "rejected")
+    assert (rejected.detail or "").startswith("HTTP 422")
+    assert "profile" in (rejected.detail or "")
     assert updated.outcome == "updated"
-    for text in (partial.reason or "", rejected.reason or ""):
+    for text in (partial.text, rejected.text):
         for secret in (lone, shared, bpjs, "+6281344446666", "6281344446666", OLD):
             assert secret not in text
     assert phones(fhir.read(plain["id"]))[0]["value"] == "+6281344445555"
@@ -238,9 +237,9 @@ def test_rejected_and_partial_rows(fhir: LocalFhir, bearer_conn: str) -> None:
 def test_invalid_patient_is_rejected_before_sending(fhir: LocalFhir, bearer_conn: str) -> None:
     nik = new_nik()
     fhir.create(nik, phone=OLD, birth_date="sometime in 1970")
-    outcome = client_for(bearer_conn).apply([PhoneUpdate(9, nik, "+6281355556666", EFFECTIVE)])[0]
-    assert outcome.outcome == "rejected"
-    assert outcome.reason == "not sent: invalid Patient: birthDate"
+    outcome = client_for(bearer_conn).apply([update(9, nik, "+6281355556666", EFFECTIVE)])[0]
+    assert (outcome.outcome, outcome.reason) == ("failed", "rejected")
+    assert outcome.detail == "not sent: invalid Patient: birthDate"
     assert "batch" not in fhir.stats()["by_interaction"]
 
 
@@ -250,8 +249,8 @@ def test_falls_back_to_single_puts_when_batch_is_refused(fhir: LocalFhir, bearer
     created = [fhir.create(nik, phone=OLD) for nik in niks]
     client = client_for(bearer_conn)
 
-    first = client.apply([PhoneUpdate(i, nik, f"+6281366660{i:03d}", EFFECTIVE) for i, nik in enumerate(niks)])
-    second = client.apply([PhoneUpdate(i, nik, f"+6281377770{i:03d}", EFFECTIVE) for i, nik in enumerate(niks)])
+    first = client.apply([update(i, nik, f"+6281366660{i:03d}", EFFECTIVE) for i, nik in enumerate(niks)])
+    second = client.apply([update(i, nik, f"+6281377770{i:03d}", EFFECTIVE) for i, nik in enumerate(niks)])
 
     assert [o.outcome for o in first + second] == ["updated"] * 6
     assert [fhir.read(p["id"])["meta"]["versionId"] for p in created] == ["3"] * 3
@@ -267,7 +266,7 @@ def test_single_put_conflict_is_retried(fhir: LocalFhir, bearer_conn: str) -> No
     victim = fhir.create(nik, phone=OLD)
     hook = EditBeforeBatch(bearer_conn, lambda: add_email(fhir, victim["id"], "single@example.id"), kind="put")
     client = FhirClient(hook, fhir_config(conn_id=bearer_conn), PHONE_RULES)
-    assert client.apply([PhoneUpdate(1, nik, "+6281388889999", EFFECTIVE)])[0].outcome == "updated"
+    assert client.apply([update(1, nik, "+6281388889999", EFFECTIVE)])[0].outcome == "updated"
     stored = fhir.read(victim["id"])
     assert {"system": "email", "value": "single@example.id"} in stored["telecom"]
     assert fhir.stats()["by_interaction_status"]["update 412"] == 1

@@ -9,8 +9,9 @@ import pytest
 
 from localservers.scenario import IDENTIFIER_SYSTEM, Scenario, generate
 from localservers.stack import LocalRegion
+from phone_sync.contracts import ExtractedRow
 from phone_sync.phones import canonical
-from phone_sync.pipeline.batching import SelectedRow, clean_and_batch
+from phone_sync.pipeline.batching import clean_and_batch
 from tests.regions import STATUS_PREFIX, MakeRegion, phones_by_identifier, report_rows, run_dag, statuses, ti_states
 
 pytestmark = pytest.mark.slow
@@ -40,12 +41,14 @@ def assert_rows_match(region: LocalRegion, scenario: Scenario) -> Counter[str]:
 def batches_of(region: LocalRegion, scenario: Scenario) -> list[list[int]]:
     """The sheet rows of each batch, as clean_phones will cut them (the same pure function)."""
     rows = [
-        SelectedRow(number, row[0], row[2], date.fromisoformat(row[3]) if row[3] else None)
+        ExtractedRow(
+            row=number, identifier=row[0], phone=row[2], feed_date=date.fromisoformat(row[3]) if row[3] else None
+        )
         for number, row in enumerate(scenario.rows, start=2)
         if row[0]
     ]
     cleaned = clean_and_batch(rows, region.config.phone, scenario.run_date, region.config.batch_size)
-    return [[r[0] for r in batch["rows"]] for batch in cleaned.batches]
+    return [[r.row for r in batch.rows] for batch in cleaned.batches]
 
 
 def test_ten_thousand_rows_end_to_end(make_region: MakeRegion) -> None:

@@ -7,8 +7,9 @@ from datetime import date
 import pytest
 
 from phone_sync.config import PhoneRules, RowSelection
-from phone_sync.pipeline.batching import SelectedRow, clean_and_batch
-from phone_sync.pipeline.outcomes import count, from_outcome
+from phone_sync.contracts import BatchRow, ExtractedRow
+from phone_sync.outcomes import Outcome, Reason, Status, count
+from phone_sync.pipeline.batching import Cleaned, clean_and_batch
 from phone_sync.pipeline.selection import Interval, select_rows
 from phone_sync.sheets.rows import SheetRow
 
@@ -61,8 +62,12 @@ def test_zero_length_interval_means_its_day() -> None:
     assert date(2026, 11, 27) not in Interval(day, day)
 
 
-def selected(row: int, phone: object, ident: str = "3302010101010001", feed: date | None = None) -> SelectedRow:
-    return SelectedRow(row, ident, phone, feed)
+def selected(row: int, phone: object, ident: str = "3302010101010001", feed: date | None = None) -> ExtractedRow:
+    return ExtractedRow(row=row, identifier=ident, phone=phone, feed_date=feed)
+
+
+def batch_rows(cleaned: Cleaned) -> list[BatchRow]:
+    return [row for batch in cleaned.batches for row in batch.rows]
 
 
 def test_invalid_phones_get_their_status_and_never_reach_a_batch() -> None:
@@ -73,13 +78,17 @@ def test_invalid_phones_get_their_status_and_never_reach_a_batch() -> None:
         selected(5, "0812", "", None),
     ]
     cleaned = clean_and_batch(rows, PhoneRules(), RUN_DATE, 100)
-    assert [r[0] for b in cleaned.batches for r in b["rows"]] == [2]
+    assert [r.row for r in batch_rows(cleaned)] == [2]
     texts = {s.row: s.text for s in cleaned.decided}
     assert texts[3].startswith("failed: invalid phone, number was cut short")
     assert "(clean-r3)" in texts[3]
     assert texts[4].startswith("failed: invalid phone, no phone number given")
     assert texts[5].startswith("failed: identifier missing")
-    assert count(cleaned.decided)["invalid_phone"] == 2
+    assert count(cleaned.decided)[Outcome.INVALID_PHONE] == 2
+    assert {s.row: s.detail for s in cleaned.decided if s.outcome is Outcome.INVALID_PHONE} == {
+        3: "truncated",
+        4: "placeholder",
+    }
 
 
 def test_latest_row_by_feed_date_wins() -> None:
@@ -89,8 +98,13 @@ def test_latest_row_by_feed_date_wins() -> None:
         selected(4, "083333333333", feed=date(2026, 11, 22)),
     ]
     cleaned = clean_and_batch(rows, PhoneRules(), RUN_DATE, 100)
-    [winner] = [r for b in cleaned.batches for r in b["rows"]]
-    assert winner[:4] == [3, "3302010101010001", "+6282222222222", "2026-11-25"]
+    [winner] = batch_rows(cleaned)
+    assert (winner.row, winner.identifier, winner.phone, winner.effective) == (
+        3,
+        "3302010101010001",
+        "+6282222222222",
+        date(2026, 11, 25),
+    )
     assert {s.row: s.text for s in cleaned.decided} == {
         2: "skipped: superseded by row 3 (clean-r2)",
         4: "skipped: superseded by row 3 (clean-r4)",
@@ -100,46 +114,72 @@ def test_latest_row_by_feed_date_wins() -> None:
 def test_without_feed_dates_the_lowest_row_wins_and_the_run_date_counts() -> None:
     rows = [selected(7, "081111111111"), selected(9, "082222222222"), selected(8, "083333333333")]
     cleaned = clean_and_batch(rows, PhoneRules(), RUN_DATE, 100)
-    [winner] = [r for b in cleaned.batches for r in b["rows"]]
-    assert winner[0] == 9
-    assert winner[3] == RUN_DATE.isoformat()
+    [winner] = batch_rows(cleaned)
+    assert winner.row == 9
+    assert winner.effective == RUN_DATE
 
 
 def test_an_invalid_later_row_does_not_hide_a_valid_earlier_one() -> None:
     rows = [selected(2, "081111111111"), selected(3, "not a phone")]
     cleaned = clean_and_batch(rows, PhoneRules(), RUN_DATE, 100)
-    assert [r[0] for b in cleaned.batches for r in b["rows"]] == [2]
-    assert [s.kind for s in cleaned.decided] == ["invalid_phone"]
+    assert [r.row for r in batch_rows(cleaned)] == [2]
+    assert [s.outcome for s in cleaned.decided] == [Outcome.INVALID_PHONE]
 
 
 def test_batches_of_batch_size_with_row_labels() -> None:
     rows = [selected(row, "081234567890", f"ID{row}") for row in range(2, 252)]
     cleaned = clean_and_batch(rows, PhoneRules(), RUN_DATE, 100)
-    assert [len(b["rows"]) for b in cleaned.batches] == [100, 100, 50]
-    assert [b["label"] for b in cleaned.batches] == ["rows 2-101", "rows 102-201", "rows 202-251"]
-    assert [b["index"] for b in cleaned.batches] == [0, 1, 2]
+    assert [len(b.rows) for b in cleaned.batches] == [100, 100, 50]
+    assert [b.label for b in cleaned.batches] == ["rows 2-101", "rows 102-201", "rows 202-251"]
+    assert [b.index for b in cleaned.batches] == [0, 1, 2]
 
 
 def test_multi_number_note_travels_to_the_success_status() -> None:
     cleaned = clean_and_batch([selected(2, "0812 3456 7890 / 0813 9876 5432")], PhoneRules(), RUN_DATE, 100)
-    row = cleaned.batches[0]["rows"][0]
-    status = from_outcome(2, row[1], 0, "updated", 1, 0, None, row[4])
+    [row] = batch_rows(cleaned)
+    status = Status(row=2, identifier=row.identifier, outcome=Outcome.UPDATED, batch=0, note=row.note)
     assert status.text == "success (used number 1 of 2 in the cell)"
 
 
 @pytest.mark.parametrize(
-    ("outcome", "patients", "failed", "kind", "text"),
+    ("outcome", "reason", "patients", "text"),
     [
-        ("updated", 1, 0, "updated", "success"),
-        ("updated", 2, 0, "updated", "success (2 patients)"),
-        ("unchanged", 1, 0, "unchanged", "unchanged"),
-        ("not_found", 0, 0, "not_found", "failed: patient not found (b03-r40)"),
-        ("conflict", 1, 1, "conflict", "failed: patient kept changing on the server, not updated (b03-r40)"),
-        ("newer_on_record", 1, 0, "skipped", "skipped: newer number on record (b03-r40)"),
-        ("partial", 2, 1, "failed", "failed: 1/2 patients not updated: boom (b03-r40)"),
-        ("rejected", 1, 1, "failed", "failed: rejected by the FHIR server: boom (b03-r40)"),
+        (Outcome.UPDATED, None, 1, "success"),
+        (Outcome.UPDATED, None, 2, "success (2 patients)"),
+        (Outcome.UNCHANGED, None, 1, "unchanged"),
+        (Outcome.NOT_FOUND, Reason.PATIENT_NOT_FOUND, 0, "failed: patient not found (b03-r40)"),
+        (
+            Outcome.CONFLICT,
+            Reason.KEPT_CHANGING,
+            1,
+            "failed: patient kept changing on the server, not updated (b03-r40)",
+        ),
+        (Outcome.SKIPPED, Reason.NEWER_ON_RECORD, 1, "skipped: newer number on record (b03-r40)"),
+        (Outcome.FAILED, Reason.PARTIAL, 2, "failed: boom (b03-r40)"),
+        (Outcome.FAILED, Reason.REJECTED, 1, "failed: rejected by the FHIR server: boom (b03-r40)"),
+        (Outcome.FAILED, Reason.BATCH_NOT_PROCESSED, 1, "failed: batch not processed (boom), will retry (b03-r40)"),
     ],
 )
-def test_outcome_statuses(outcome: str, patients: int, failed: int, kind: str, text: str) -> None:
-    status = from_outcome(40, "X", 3, outcome, patients, failed, "boom", None)
-    assert (status.kind, status.text) == (kind, text)
+def test_status_texts(outcome: Outcome, reason: Reason | None, patients: int, text: str) -> None:
+    status = Status(row=40, identifier="X", outcome=outcome, reason=reason, detail="boom", batch=3, patients=patients)
+    assert status.text == text
+    assert status.summary == text.removesuffix(" (b03-r40)")
+
+
+def test_the_outcome_table_drives_report_columns_and_failures() -> None:
+    assert [o.report_column for o in Outcome] == [
+        "updated",
+        "unchanged",
+        "not found",
+        "invalid phone",
+        "conflicts",
+        "failed",
+        "skipped",
+    ]
+    assert {o for o in Outcome if o.is_failure} == {
+        Outcome.NOT_FOUND,
+        Outcome.INVALID_PHONE,
+        Outcome.CONFLICT,
+        Outcome.FAILED,
+    }
+    assert all(Status(row=1, identifier="X", outcome=o).text.startswith(o.prefix) for o in Outcome)

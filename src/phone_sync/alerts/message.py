@@ -14,11 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from phone_sync.pipeline import links
-from phone_sync.report_columns import COUNT_COLUMNS
+from phone_sync import links
+from phone_sync.report import COUNT_COLUMNS
 
-# Report keys (``run_report`` values) an alert may show, in report order.
-COUNT_KEYS = COUNT_COLUMNS
 # Report keys with text values that our own code produces (dates, a duration); shown in the digest.
 INFO_KEYS = ("logical date", "start", "duration")
 _INFO_VALUE = re.compile(r"^[0-9T:+\-. ,a-z]{1,40}$")
@@ -41,7 +39,7 @@ def task_link(dag_id: str, run_id: str, task_id: str, map_index: int = -1, base_
     return links.task_link(base_url or ui_base_url(), dag_id, run_id, task_id, map_index if map_index >= 0 else None)
 
 
-def safe_counts(values: Mapping[str, Any] | None, keys: tuple[str, ...] = COUNT_KEYS) -> dict[str, int]:
+def safe_counts(values: Mapping[str, Any] | None, keys: tuple[str, ...] = COUNT_COLUMNS) -> dict[str, int]:
     """The numeric report counts among ``values``; anything else is dropped, not shown."""
     if not values:
         return {}

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import date
 from typing import Any
-
-import pendulum
 
 from phone_sync.alerts.message import (
     Alert,
@@ -28,13 +25,11 @@ from phone_sync.alerts.message import (
     task_link,
 )
 from phone_sync.config import RegionConfig
+from phone_sync.contracts import TaskId, XComKey
+from phone_sync.outcomes import FAILURE_COLUMNS, OUTCOME_COLUMNS
 
 log = logging.getLogger(__name__)
 
-REPORT_TASK_ID = "run_report"
-REPORT_XCOM_KEY = "report"
-FAILED_KEYS = ("failed", "invalid phone", "not found", "conflicts")
-PROCESSED_KEYS = ("updated", "unchanged", "not found", "invalid phone", "conflicts", "failed", "skipped")
 
 
 def _dag_id(config: RegionConfig, context: Mapping[str, Any]) -> str:
@@ -75,7 +70,7 @@ def _report_from_xcom(ti: Any) -> dict[str, Any] | None:
     if ti is None:
         return None
     try:
-        report = ti.xcom_pull(task_ids=REPORT_TASK_ID, key=REPORT_XCOM_KEY, map_indexes=-1)
+        report = ti.xcom_pull(task_ids=TaskId.REPORT, key=XComKey.REPORT, map_indexes=-1)
     except Exception as exc:  # enrichment only: the alert goes out without counts
         log.info("run report counts not available to the alert (%s)", type(exc).__name__)
         return None
@@ -136,7 +131,7 @@ def failure_rate(values: Mapping[str, Any]) -> tuple[int, int]:
     """(rows that failed, rows given a status) from the report values; failed = failed + invalid phone +
     not found + conflicts. Skipped rows count as processed: a newer number on record is not an error."""
     counts = safe_counts(values)
-    return sum(counts.get(key, 0) for key in FAILED_KEYS), sum(counts.get(key, 0) for key in PROCESSED_KEYS)
+    return sum(counts.get(key, 0) for key in FAILURE_COLUMNS), sum(counts.get(key, 0) for key in OUTCOME_COLUMNS)
 
 
 def failure_rate_alert(
@@ -164,11 +159,7 @@ def digest_due(config: RegionConfig, context: Mapping[str, Any]) -> bool:
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is None or end is None or start == end:
         return True
-    return _local_day(end, config) > _local_day(start, config)
-
-
-def _local_day(moment: Any, config: RegionConfig) -> date:
-    return pendulum.instance(moment).in_timezone(config.timezone).date()
+    return config.local_date(end) > config.local_date(start)
 
 
 def digest(config: RegionConfig, values: Mapping[str, Any], context: Mapping[str, Any]) -> Alert:

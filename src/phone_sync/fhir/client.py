@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from phone_sync.config import FhirConfig, PhoneRules
-from phone_sync.fhir.errors import FhirAuthError, FhirConfigError, FhirError, FhirUnavailable
+from phone_sync.contracts import BatchRow
+from phone_sync.fhir.errors import FhirError, FhirUnavailable
 from phone_sync.fhir.hook import FhirHook
 from phone_sync.fhir.scrub import scrub
 from phone_sync.fhir.search import find_patients
@@ -23,39 +24,21 @@ from phone_sync.fhir.telecom import merge_phone
 from phone_sync.fhir.validate import validation_problem
 from phone_sync.fhir.writer import PatientWriter, Put
 from phone_sync.masking import mask
-
-__all__ = [
-    "FhirAuthError",
-    "FhirClient",
-    "FhirConfigError",
-    "FhirError",
-    "FhirUnavailable",
-    "PhoneUpdate",
-    "RowOutcome",
-]
+from phone_sync.outcomes import Outcome, Reason, Status
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("updated", "unchanged", "not_found", "conflict", "rejected", "partial", "newer_on_record")
-FAILED = ("conflict", "rejected", "newer_on_record")
 CONFLICT_STATUS = frozenset({409, 412})
-
-
-@dataclass(frozen=True)
-class PhoneUpdate:
-    row: int  # sheet row number
-    identifier: str  # identifier value (system comes from FhirConfig.identifier_system)
-    phone: str  # the value to write, already cleaned and formatted per PhoneRules.output_format
-    effective: date  # period.start of the new number (row's feed date, else the run's logical date)
-
-
-@dataclass(frozen=True)
-class RowOutcome:
-    row: int
-    outcome: str  # one of OUTCOMES
-    patients: int = 0  # patients matched
-    failed: int = 0  # patients not updated (for "partial": k of n failed)
-    reason: str | None = None  # short human text, never PHI
+# What happened to one matched patient, in the row vocabulary; "pending" waits for its write.
+PatientState = Literal["pending", "updated", "unchanged", "newer_on_record", "conflict", "rejected"]
+PATIENT_OUTCOME: dict[str, tuple[Outcome, Reason | None]] = {
+    "updated": (Outcome.UPDATED, None),
+    "unchanged": (Outcome.UNCHANGED, None),
+    "newer_on_record": (Outcome.SKIPPED, Reason.NEWER_ON_RECORD),
+    "conflict": (Outcome.CONFLICT, Reason.KEPT_CHANGING),
+    "rejected": (Outcome.FAILED, Reason.REJECTED),
+}
+APPLIED = frozenset({Outcome.UPDATED, Outcome.UNCHANGED})
 
 
 @dataclass
@@ -65,7 +48,7 @@ class _Work:
     patient_id: str
     resource: dict[str, Any]
     steps: list[int] = field(default_factory=list)
-    status: dict[int, str] = field(default_factory=dict)
+    status: dict[int, PatientState] = field(default_factory=dict)
     reason: dict[int, str] = field(default_factory=dict)
     pending: dict[str, Any] | None = None
     superseded: set[int] = field(default_factory=set)
@@ -77,7 +60,7 @@ class _Work:
         version = (self.resource.get("meta") or {}).get("versionId")
         return str(version) if version is not None else None
 
-    def settle(self, outcome: str, reason: str | None = None) -> None:
+    def settle(self, outcome: PatientState, reason: str | None = None) -> None:
         """Give every step still waiting for a write its final status."""
         for step, status in self.status.items():
             if status == "pending":
@@ -96,7 +79,7 @@ class FhirClient:
         self.phone = phone
         self.search_page_size = search_page_size
         self.writer = PatientWriter(hook)
-        self._updates: list[PhoneUpdate] = []
+        self._updates: list[BatchRow] = []
 
     @property
     def stats(self) -> dict[str, int | float]:
@@ -106,8 +89,8 @@ class FhirClient:
             stats.setdefault(f"requests_{kind}", 0)
         return stats
 
-    def apply(self, updates: list[PhoneUpdate]) -> list[RowOutcome]:
-        """One outcome per update, same order."""
+    def apply(self, updates: Sequence[BatchRow], batch: int = 0) -> list[Status]:
+        """One status per row of batch number ``batch``, same order."""
         if not updates:
             return []
         self._updates = list(updates)
@@ -129,8 +112,8 @@ class FhirClient:
             work.steps.sort(key=lambda i: (updates[i].effective, i))
             self._plan(work)
         self._write(list(works.values()))
-        outcomes = [self._row_outcome(i, matched[i], works) for i in range(len(updates))]
-        counts = Counter(o.outcome for o in outcomes)
+        statuses = [self._row_status(i, matched[i], works, batch) for i in range(len(updates))]
+        counts = Counter(s.outcome.value for s in statuses)
         log.info(
             "FHIR apply: %d rows, %d patients matched; %s; %d requests",
             len(updates),
@@ -138,9 +121,9 @@ class FhirClient:
             ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
             sum(v for k, v in self.stats.items() if k.startswith("requests_")),
         )
-        for outcome, update in zip(outcomes, updates, strict=True):
-            log.debug("row %d (%s): %s", update.row, mask(update.identifier), outcome.outcome)
-        return outcomes
+        for status, update in zip(statuses, updates, strict=True):
+            log.debug("row %d (%s): %s", update.row, mask(update.identifier), status.outcome.value)
+        return statuses
 
     # planning
 
@@ -252,25 +235,28 @@ class FhirClient:
 
     # outcomes
 
-    def _row_outcome(self, index: int, patient_ids: list[str], works: dict[str, _Work]) -> RowOutcome:
-        row = self._updates[index].row
+    def _row_status(self, index: int, patient_ids: list[str], works: dict[str, _Work], batch: int) -> Status:
+        update = self._updates[index]
+        row = {"row": update.row, "identifier": update.identifier, "batch": batch}
         if not patient_ids:
-            return RowOutcome(row, "not_found", 0, 0, "no patient with this identifier")
+            return Status(**row, outcome=Outcome.NOT_FOUND, reason=Reason.PATIENT_NOT_FOUND, patients=0)
         total = len(patient_ids)
-        statuses = [works[p].status.get(index, "conflict") for p in patient_ids]
-        reasons = [works[p].reason.get(index) for p in patient_ids if works[p].reason.get(index)]
-        failed = sum(1 for s in statuses if s in FAILED)
-        if failed == 0:
-            if "updated" in statuses:
-                superseded = any(index in works[p].superseded for p in patient_ids)
-                note = "superseded by a later row for the same patient in this batch" if superseded else None
-                return RowOutcome(row, "updated", total, 0, note)
-            return RowOutcome(row, "unchanged", total, 0, None)
-        kinds = Counter(s for s in statuses if s in FAILED)
-        if failed == total and len(kinds) == 1:
-            return RowOutcome(row, statuses[0], total, failed, reasons[0] if reasons else None)
+        results = [PATIENT_OUTCOME[works[p].status.get(index, "conflict")] for p in patient_ids]
+        reasons = [works[p].reason[index] for p in patient_ids if works[p].reason.get(index)]
+        missed = [result for result in results if result[0] not in APPLIED]
+        if not missed:
+            if not any(outcome is Outcome.UPDATED for outcome, _ in results):
+                return Status(**row, outcome=Outcome.UNCHANGED, patients=total)
+            superseded = any(index in works[p].superseded for p in patient_ids)
+            detail = "superseded by a later row for the same patient in this batch" if superseded else None
+            return Status(**row, outcome=Outcome.UPDATED, detail=detail, patients=total, note=update.note)
+        first_reason = reasons[0] if reasons else None
+        if len(missed) == total and len(set(missed)) == 1:
+            outcome, reason = missed[0]
+            return Status(**row, outcome=outcome, reason=reason, detail=first_reason, patients=total)
+        kinds = Counter(reason.value if reason else outcome.value for outcome, reason in missed)
         summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
-        reason = f"{failed} of {total} patients not updated ({summary})"
-        if reasons:
-            reason += f"; {reasons[0]}"
-        return RowOutcome(row, "partial", total, failed, reason[:200])
+        detail = f"{len(missed)}/{total} patients not updated: {summary}" + (
+            f"; {first_reason}" if first_reason else ""
+        )
+        return Status(**row, outcome=Outcome.FAILED, reason=Reason.PARTIAL, detail=detail[:200], patients=total)

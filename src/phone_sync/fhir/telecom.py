@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 import phonenumbers
 
-Policy = Literal["replace", "keep_old"]
+from phone_sync.config import TelecomPolicy
+
 Status = Literal["changed", "unchanged", "newer_on_record"]
 ContactPoint = dict[str, Any]
 NO_RANK = 1 << 31
@@ -97,7 +98,7 @@ def merge_phone(
     telecom: list[ContactPoint] | None,
     new_value: str,
     effective: date,
-    policy: Policy,
+    policy: TelecomPolicy,
     default_country: str = "ID",
 ) -> TelecomChange:
     """Apply one phone update to a telecom list under ``policy``; never mutates the input."""

@@ -6,22 +6,15 @@ line carries the same correlation id as its status in the sheet (``b07-r123``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
 import structlog
 
 from phone_sync.masking import mask
-from phone_sync.pipeline.outcomes import Status
+from phone_sync.outcomes import Status, count
 
 log = structlog.get_logger("phone_sync")
-CORRELATION = re.compile(r"\((?P<id>(?:b\d+|clean)-r\d+)\)$")
-
-
-def correlation_of(status: Status) -> str | None:
-    match = CORRELATION.search(status.text)
-    return match["id"] if match else None
 
 
 def row_lines(step: str, statuses: Iterable[Status], **fields: Any) -> None:
@@ -30,12 +23,19 @@ def row_lines(step: str, statuses: Iterable[Status], **fields: Any) -> None:
         log.info(
             f"{step} row",
             row=status.row,
-            corr=correlation_of(status),
+            corr=status.correlation,
             identifier=mask(status.identifier),
-            outcome=status.kind,
-            status=CORRELATION.sub("", status.text).strip(),
+            outcome=status.outcome.value,
+            reason=status.reason.value if status.reason else None,
+            status=status.summary,
+            **({"batch": status.batch} if status.batch is not None else {}),
             **fields,
         )
+
+
+def counts(statuses: Iterable[Status]) -> dict[str, int]:
+    """Rows per outcome code, for summary lines."""
+    return {outcome.value: number for outcome, number in count(statuses).items()}
 
 
 def summary(step: str, **fields: Any) -> None:

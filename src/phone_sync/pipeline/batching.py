@@ -9,43 +9,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 from phone_sync.config import PhoneRules
+from phone_sync.contracts import Batch, BatchRow, ExtractedRow
+from phone_sync.outcomes import Outcome, Reason, Status
 from phone_sync.phones import clean_phone
-from phone_sync.pipeline.outcomes import Status, invalid_phone, missing_identifier, superseded
-
-# A row on its way through the pipeline, kept compact for XCom:
-# [sheet row, identifier, phone to write, effective date (ISO), note or None]
-BatchRow = list[Any]
-
-
-@dataclass(frozen=True)
-class SelectedRow:
-    row: int
-    identifier: str
-    phone: Any
-    feed_date: date | None
 
 
 @dataclass(frozen=True)
 class Cleaned:
-    batches: list[dict[str, Any]]
+    batches: list[Batch]
     decided: list[Status]
 
 
-def clean_and_batch(rows: list[SelectedRow], rules: PhoneRules, fallback_date: date, batch_size: int) -> Cleaned:
+def _failed(row: ExtractedRow, identifier: str, outcome: Outcome, reason: Reason, detail: str | None = None) -> Status:
+    return Status(row=row.row, identifier=identifier, outcome=outcome, reason=reason, detail=detail)
+
+
+def clean_and_batch(rows: list[ExtractedRow], rules: PhoneRules, fallback_date: date, batch_size: int) -> Cleaned:
     """Clean every row, keep the latest row per identifier, and cut the rest into batches."""
     decided: list[Status] = []
-    valid: dict[str, list[tuple[SelectedRow, str, str | None]]] = {}
+    valid: dict[str, list[tuple[ExtractedRow, str, str | None]]] = {}
     for row in rows:
         identifier = row.identifier.strip()
         if not identifier:
-            decided.append(missing_identifier(row.row, identifier))
+            decided.append(_failed(row, identifier, Outcome.FAILED, Reason.IDENTIFIER_MISSING))
             continue
         result = clean_phone(row.phone, rules.default_country, rules.output_format)
-        if not result.ok:
-            decided.append(invalid_phone(row.row, identifier, result))
+        if result.phone is None:
+            decided.append(_failed(row, identifier, Outcome.INVALID_PHONE, Reason.INVALID_PHONE, result.reason))
             continue
         valid.setdefault(identifier, []).append((row, result.phone, result.note))
 
@@ -54,19 +46,17 @@ def clean_and_batch(rows: list[SelectedRow], rules: PhoneRules, fallback_date: d
         # Latest feed date wins; on a tie (or no dates) the row lowest in the sheet.
         ranked = sorted(candidates, key=lambda c: (c[0].feed_date or date.min, c[0].row))
         winner, phone, note = ranked[-1]
-        effective = (winner.feed_date or fallback_date).isoformat()
-        winners.append([winner.row, identifier, phone, effective, note])
-        decided.extend(superseded(loser.row, identifier, winner.row) for loser, _, _ in ranked[:-1])
-
-    winners.sort(key=lambda r: r[0])
-    batches = [
-        {
-            "index": index,
-            "label": f"rows {chunk[0][0]}-{chunk[-1][0]}",
-            "rows": chunk,
-        }
-        for index, chunk in enumerate(
-            winners[start : start + batch_size] for start in range(0, len(winners), batch_size)
+        effective = winner.feed_date or fallback_date
+        winners.append(BatchRow(row=winner.row, identifier=identifier, phone=phone, effective=effective, note=note))
+        decided.extend(
+            _failed(loser, identifier, Outcome.SKIPPED, Reason.SUPERSEDED, str(winner.row))
+            for loser, _, _ in ranked[:-1]
         )
+
+    winners.sort(key=lambda r: r.row)
+    chunks = [winners[start : start + batch_size] for start in range(0, len(winners), batch_size)]
+    batches = [
+        Batch(index=index, label=f"rows {chunk[0].row}-{chunk[-1].row}", rows=chunk)
+        for index, chunk in enumerate(chunks)
     ]
     return Cleaned(batches=batches, decided=sorted(decided, key=lambda s: s.row))

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from gspread.exceptions import APIError
 
 from phone_sync.config import SheetsConfig
-from phone_sync.report_columns import REPORT_COLUMNS
+from phone_sync.report import REPORT_COLUMNS
 
 from .a1 import quote_sheet
 from .hook import SheetsHook

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
+from phone_sync.contracts import CellValue
+
 SERIAL_EPOCH = date(1899, 12, 30)  # day 0 of Sheets' date serial numbers
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T].*)?$")
 
-CellValue = str | int | float | bool | None
 
 
 def is_empty(value: CellValue) -> bool:

@@ -1,0 +1,167 @@
+"""What each task of a region's DAG hands the next, as typed, versioned XCom contracts.
+
+    extract_rows -> Extracted -> clean_phones -> [Batch] + Decided -> process_batch -> BatchResult
+        -> write_back_statuses -> WriteBack -> run_report
+
+Each contract is a frozen pydantic model with ``to_xcom()`` and ``from_xcom()``. The XCom value names
+its contract and version, so a task reading what an older (or newer) release pushed fails with one
+clear message instead of a ``KeyError`` deep inside: clear the whole run so every task runs on the
+same code. Adding an optional sheet column means a field here, the reader and the writer.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from phone_sync.outcomes import Outcome, Status
+
+VERSION = 1
+
+# A cell as the Sheets API returns it unformatted.
+CellValue = str | int | float | bool | None
+
+
+class TaskId(StrEnum):
+    """The task ids of every region DAG, in pipeline order."""
+
+    EXTRACT = "extract_rows"
+    CLEAN = "clean_phones"
+    BATCH = "process_batch"
+    WRITE_BACK = "write_back_statuses"
+    REPORT = "run_report"
+
+
+class XComKey(StrEnum):
+    """Side XComs next to a task's return value."""
+
+    DECIDED = "decided"  # clean_phones: the statuses decided while cleaning (its return value is the batches)
+    FAILURE = "failure"  # process_batch: why a batch failed, pushed before it raises
+    REPORT = "report"  # run_report: the report values, pushed before it fails the run
+
+
+class ContractError(RuntimeError):
+    """An XCom value that is not the contract this code reads (older code pushed it, or it is damaged)."""
+
+
+class Contract(BaseModel):
+    """Base of every task-to-task contract: frozen, strict about keys, versioned on the wire."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: ClassVar[str]
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {"contract": self.name, "v": VERSION, **self.model_dump(mode="json")}
+
+    @classmethod
+    def from_xcom(cls, value: Any) -> Self:
+        found = value.get("contract") if isinstance(value, dict) else None
+        if found is None or value.get("v") != VERSION:
+            version = value.get("v") if isinstance(value, dict) else None
+            raise ContractError(
+                f"XCom {cls.name!r} was written by another release of phone-sync (contract version {version!r}, "
+                f"this code reads version {VERSION}); clear the whole DAG run so every task runs on the same code"
+            )
+        if found != cls.name:
+            raise ContractError(f"expected XCom contract {cls.name!r}, found {found!r}")
+        body = {key: item for key, item in value.items() if key not in ("contract", "v")}
+        try:
+            return cls.model_validate(body)
+        except ValidationError as exc:
+            fields = ", ".join(sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})[:5])
+            raise ContractError(f"XCom contract {cls.name!r} v{VERSION} is damaged (fields: {fields})") from None
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ExtractedRow(_Row):
+    """A sheet row selected for this run. ``phone`` is the raw unformatted cell."""
+
+    row: int
+    identifier: str = Field(repr=False)  # PHI fields stay out of reprs, logs and tracebacks
+    phone: CellValue = Field(repr=False)
+    feed_date: date | None = None
+
+
+class RowRef(_Row):
+    """A sheet row by number and the identifier it held when read (write-back re-checks it)."""
+
+    row: int
+    identifier: str = Field(repr=False)
+
+
+class Extracted(Contract):
+    """extract_rows -> clean_phones: the selected rows and what the run has spent so far."""
+
+    name = "extracted"
+    started: datetime
+    read: int  # non-blank rows read
+    identifier_column: int  # 1-based, where the identifiers were when read
+    rows: list[ExtractedRow]
+    missing_feed_date: list[RowRef]  # rows that should run but have no readable feed date
+    sheets_requests: int
+
+
+class BatchRow(_Row):
+    """One row on its way to FHIR: the cleaned phone and the day it takes effect (``period.start``)."""
+
+    row: int
+    identifier: str = Field(repr=False)  # value in FhirConfig.identifier_system
+    phone: str = Field(repr=False)  # cleaned and formatted per PhoneRules.output_format
+    effective: date  # the row's feed date, else the run's logical date
+    note: str | None = None  # a cleaning note shown in the status (``used number 1 of 2 in the cell``)
+
+
+class Batch(Contract):
+    """clean_phones -> process_batch (one mapped task each); ``label`` names it in the grid."""
+
+    name = "batch"
+    index: int
+    label: str  # "rows 2-101"
+    rows: list[BatchRow]
+
+
+class Decided(Contract):
+    """clean_phones -> write_back_statuses: statuses decided without FHIR, and the run's totals so far."""
+
+    name = "decided"
+    statuses: list[Status]
+    started: datetime
+    read: int
+    identifier_column: int
+    selected: int
+    sheets_requests: int
+
+
+class BatchResult(Contract):
+    """process_batch -> write_back_statuses: one status per row of the batch, and the FHIR request counts."""
+
+    name = "batch_result"
+    index: int
+    statuses: list[Status]
+    stats: dict[str, float]
+
+    @property
+    def fhir_requests(self) -> int:
+        return int(sum(value for key, value in self.stats.items() if key.startswith("requests_")))
+
+
+class WriteBack(Contract):
+    """write_back_statuses -> run_report: counts only, no patient data."""
+
+    name = "write_back"
+    counts: dict[Outcome, int]
+    started: datetime
+    read: int
+    selected: int
+    batches: int
+    batches_failed: list[str]  # labels of the batches whose rows were not processed
+    written: int
+    not_placed: int
+    fhir_requests: int
+    sheets_requests: int

@@ -1,0 +1,58 @@
+"""Gathering a run's statuses for write-back. Pure: contracts in, statuses out.
+
+A batch without a result failed (or was skipped): its rows get a status that says so and will be
+retried, with the failure reason the batch task recorded when it has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from phone_sync.contracts import Batch, BatchResult, Decided
+from phone_sync.outcomes import Outcome, Reason, Status
+
+
+@dataclass(frozen=True)
+class Collected:
+    statuses: list[Status]  # every status to write, decided ones first
+    not_processed: list[Status]  # the rows of failed batches (also in ``statuses``)
+    failed_labels: list[str]  # "rows 2-101" of each failed batch
+    fhir_requests: int
+
+
+def collect_statuses(
+    decided: Decided,
+    batches: list[Batch],
+    results: list[BatchResult],
+    failure_of: Callable[[int], str | None] = lambda index: None,
+) -> Collected:
+    """Decided statuses, each batch's statuses, and a ``batch not processed`` status for every row of a
+    batch without a result; ``failure_of(index)`` is the reason that batch's task recorded."""
+    done = {result.index: result for result in results}
+    statuses = list(decided.statuses)
+    not_processed: list[Status] = []
+    failed_labels: list[str] = []
+    for batch in batches:
+        if batch.index in done:
+            statuses += done[batch.index].statuses
+            continue
+        failed_labels.append(batch.label)
+        reason = failure_of(batch.index) or "task failed"
+        not_processed += [
+            Status(
+                row=row.row,
+                identifier=row.identifier,
+                outcome=Outcome.FAILED,
+                reason=Reason.BATCH_NOT_PROCESSED,
+                detail=reason,
+                batch=batch.index,
+            )
+            for row in batch.rows
+        ]
+    return Collected(
+        statuses=statuses + not_processed,
+        not_processed=not_processed,
+        failed_labels=failed_labels,
+        fhir_requests=sum(result.fhir_requests for result in done.values()),
+    )

@@ -11,7 +11,7 @@ import json
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from localservers.process import ServerProcess
 from localservers.scenario import Scenario
 from localservers.sheets.keyfile import demo_keyfile
 from phone_sync.config import RegionConfig
+from phone_sync.crypto import new_key
 
 
 def conn_env_name(conn_id: str) -> str:
@@ -36,10 +37,11 @@ class LocalRegion:
     fhir_token: str
     keyfile: dict[str, Any]
     fhir_db: Path
+    phi_key: str = field(default_factory=new_key)
 
     @property
     def connections(self) -> dict[str, str]:
-        """Environment variables defining the region's two Airflow connections."""
+        """Environment variables defining the region's Airflow connections: FHIR, Google, and the PHI key."""
         fhir = {"conn_type": "fhir", "host": self.fhir.url, "password": self.fhir_token}
         google = {
             "conn_type": "google_cloud_platform",
@@ -48,6 +50,7 @@ class LocalRegion:
         return {
             conn_env_name(self.config.fhir.conn_id): json.dumps(fhir),
             conn_env_name(self.config.sheets.conn_id): json.dumps(google),
+            conn_env_name(self.config.phi_key_conn_id): json.dumps({"conn_type": "generic", "password": self.phi_key}),
         }
 
     # --- reading back what the servers hold (for tests, the demo and the benchmark) ---

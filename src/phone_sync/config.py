@@ -123,6 +123,8 @@ class RegionConfig(_Strict):
     max_parallel_batches: int = Field(default=4, ge=1, le=64)
     retries: TaskRetries = TaskRetries()
     alerts: Alerts = Alerts()
+    # The Airflow connection holding the key that seals patient data between tasks (phone_sync.crypto).
+    phi_key_conn_id: ConnId = "phone_sync_phi_key"
 
     @model_validator(mode="before")
     @classmethod

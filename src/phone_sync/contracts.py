@@ -7,6 +7,9 @@ Each contract is a frozen pydantic model with ``to_xcom()`` and ``from_xcom()``.
 its contract and version, so a task reading what an older (or newer) release pushed fails with one
 clear message instead of a ``KeyError`` deep inside: clear the whole run so every task runs on the
 same code. Adding an optional sheet column means a field here, the reader and the writer.
+
+Patient data (identifiers, phones, the statuses that name rows by identifier) is sealed on the wire:
+see ``phone_sync.crypto``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from phone_sync.crypto import Sealer
 from phone_sync.outcomes import Outcome, Status
 
 VERSION = 1
@@ -48,16 +52,28 @@ class ContractError(RuntimeError):
 
 
 class Contract(BaseModel):
-    """Base of every task-to-task contract: frozen, strict about keys, versioned on the wire."""
+    """Base of every task-to-task contract: frozen, strict about keys, versioned on the wire.
+
+    Fields named in ``sealed_fields`` carry patient data: on the wire they travel as one ``sealed`` value
+    (compressed, then encrypted by a :class:`~phone_sync.crypto.Sealer`); the other fields stay readable
+    in the XCom tab.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: ClassVar[str]
+    sealed_fields: ClassVar[frozenset[str]] = frozenset()
 
-    def to_xcom(self) -> dict[str, Any]:
-        return {"contract": self.name, "v": VERSION, **self.model_dump(mode="json")}
+    def to_xcom(self, sealer: Sealer | None = None) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        wire: dict[str, Any] = {"contract": self.name, "v": VERSION}
+        if self.sealed_fields:
+            if sealer is None:
+                raise ContractError(f"XCom contract {self.name!r} carries patient data and must be sealed")
+            wire["sealed"] = sealer.seal({key: data.pop(key) for key in sorted(self.sealed_fields)})
+        return wire | data
 
     @classmethod
-    def from_xcom(cls, value: Any) -> Self:
+    def from_xcom(cls, value: Any, sealer: Sealer | None = None) -> Self:
         found = value.get("contract") if isinstance(value, dict) else None
         if found is None or value.get("v") != VERSION:
             version = value.get("v") if isinstance(value, dict) else None
@@ -67,7 +83,11 @@ class Contract(BaseModel):
             )
         if found != cls.name:
             raise ContractError(f"expected XCom contract {cls.name!r}, found {found!r}")
-        body = {key: item for key, item in value.items() if key not in ("contract", "v")}
+        body = {key: item for key, item in value.items() if key not in ("contract", "v", "sealed")}
+        if cls.sealed_fields:
+            if sealer is None or "sealed" not in value:
+                raise ContractError(f"XCom contract {cls.name!r} carries patient data and must be opened with a key")
+            body |= sealer.open(value["sealed"], what=f"XCom {cls.name!r}")
         try:
             return cls.model_validate(body)
         except ValidationError as exc:
@@ -99,6 +119,7 @@ class Extracted(Contract):
     """extract_rows -> clean_phones: the selected rows and what the run has spent so far."""
 
     name = "extracted"
+    sealed_fields = frozenset({"rows", "missing_feed_date"})
     started: datetime
     read: int  # non-blank rows read
     identifier_column: int  # 1-based, where the identifiers were when read
@@ -121,6 +142,7 @@ class Batch(Contract):
     """clean_phones -> process_batch (one mapped task each); ``label`` names it in the grid."""
 
     name = "batch"
+    sealed_fields = frozenset({"rows"})
     index: int
     label: str  # "rows 2-101"
     rows: list[BatchRow]
@@ -130,6 +152,7 @@ class Decided(Contract):
     """clean_phones -> write_back_statuses: statuses decided without FHIR, and the run's totals so far."""
 
     name = "decided"
+    sealed_fields = frozenset({"statuses"})
     statuses: list[Status]
     started: datetime
     read: int
@@ -142,6 +165,7 @@ class BatchResult(Contract):
     """process_batch -> write_back_statuses: one status per row of the batch, and the FHIR request counts."""
 
     name = "batch_result"
+    sealed_fields = frozenset({"statuses"})
     index: int
     statuses: list[Status]
     stats: dict[str, float]
@@ -165,3 +189,20 @@ class WriteBack(Contract):
     not_placed: int
     fhir_requests: int
     sheets_requests: int
+
+
+class Failure(Contract):
+    """A task that failed says why, before it raises: the batch's rows, the report and the alert quote it.
+
+    ``setup`` tells a set-up problem (fix something, then clear) from an outage (retried, then clear).
+    ``reason`` is built by phone-sync and scrubbed: it never holds patient data.
+    """
+
+    name = "failure"
+    task: TaskId
+    reason: str
+    setup: bool = False
+
+
+# Every contract by its wire name (for tools that open a value without knowing its task).
+CONTRACTS: dict[str, type[Contract]] = {c.name: c for c in (Extracted, Batch, Decided, BatchResult, WriteBack, Failure)}

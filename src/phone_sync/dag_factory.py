@@ -17,7 +17,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, dag, get_current_context
 
 from phone_sync.alerts.dispatch import batch_callbacks, dag_callbacks
 from phone_sync.config import DAG_ID_PREFIX, RegionConfig, RegionConfigError, load_regions
-from phone_sync.contracts import TaskId, XComKey
+from phone_sync.contracts import TaskId
 from phone_sync.pools import pool_name
 
 CONFIG_ERROR_TAG = "config-error"
@@ -98,7 +98,7 @@ def build_region_dag(config: RegionConfig) -> DAG:
 
         @task(task_id=TaskId.CLEAN, show_return_value_in_logs=False)
         def clean_phones(extracted: dict[str, Any]) -> list[dict[str, Any]]:
-            """Returns the batches to map over; pushes the statuses decided here as XCom key 'decided'."""
+            """Returns the (sealed) batches to map over; pushes the statuses decided here as XCom key 'decided'."""
             from phone_sync.pipeline import tasks
 
             return tasks.clean_phones(config, extracted, get_current_context())
@@ -118,23 +118,22 @@ def build_region_dag(config: RegionConfig) -> DAG:
             context["batch_label"] = batch["label"]  # type: ignore[typeddict-unknown-key]
             return tasks.process_batch(config, batch, context)
 
+        # Write-back and the report read their inputs themselves: they run after failures too (all_done),
+        # when some of those inputs do not exist.
         @task(task_id=TaskId.WRITE_BACK, trigger_rule="all_done", show_return_value_in_logs=False)
-        def write_back_statuses(
-            decided: dict[str, Any], batches: list[dict[str, Any]], results: list[dict[str, Any]]
-        ) -> dict[str, Any]:
+        def write_back_statuses() -> dict[str, Any]:
             from phone_sync.pipeline import tasks
 
-            return tasks.write_back_statuses(config, decided, batches, list(results), get_current_context())
+            return tasks.write_back_statuses(config, get_current_context())
 
         @task(task_id=TaskId.REPORT, trigger_rule="all_done")
-        def run_report(written: dict[str, Any]) -> dict[str, object]:
+        def run_report() -> dict[str, object]:
             from phone_sync.pipeline import tasks
 
-            return tasks.run_report(config, written, get_current_context())
+            return tasks.run_report(config, get_current_context())
 
         batches = clean_phones(extract_rows())
-        results = process_batch.expand(batch=batches)
-        run_report(write_back_statuses(batches[XComKey.DECIDED], batches, results))
+        process_batch.expand(batch=batches) >> write_back_statuses() >> run_report()
 
     return phone_sync()
 

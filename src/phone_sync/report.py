@@ -23,25 +23,42 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "FHIR requests",
     "Sheets requests",
     "link",
+    "problem",  # last, so report tabs made before it keep their columns
 )
 # The numeric columns: what an alert may show of a run.
 COUNT_COLUMNS = REPORT_COLUMNS[REPORT_COLUMNS.index("rows read") : REPORT_COLUMNS.index("link")]
 
 
 def report_values(
-    result: WriteBack, *, run_id: str, logical_date: datetime, finished: datetime, link: str
+    result: WriteBack | None,
+    *,
+    run_id: str,
+    logical_date: datetime,
+    started: datetime | None,
+    finished: datetime,
+    link: str,
+    problem: str | None = None,
 ) -> dict[str, object]:
-    """The report row of one run, by column; ``logical_date`` already in the region's timezone."""
-    return {
+    """The report row of one run, by column; ``logical_date`` already in the region's timezone.
+
+    Without a write-back result (a step before it failed) the counts stay empty and ``problem`` says why.
+    """
+    begun = result.started if result else started
+    values: dict[str, object] = {
         "run id": run_id,
         "logical date": logical_date.isoformat(),
-        "start": result.started.isoformat(),
-        "duration": str(timedelta(seconds=round((finished - result.started).total_seconds()))),
-        "rows read": result.read,
-        **{outcome.report_column: count for outcome, count in result.counts.items()},
-        "batches failed": len(result.batches_failed),
-        "statuses not placed": result.not_placed,
-        "FHIR requests": result.fhir_requests,
-        "Sheets requests": result.sheets_requests,
+        "start": begun.isoformat() if begun else None,
+        "duration": str(timedelta(seconds=round((finished - begun).total_seconds()))) if begun else None,
         "link": link,
+        "problem": problem,
     }
+    if result is not None:
+        values |= {
+            "rows read": result.read,
+            **{outcome.report_column: count for outcome, count in result.counts.items()},
+            "batches failed": len(result.batches_failed),
+            "statuses not placed": result.not_placed,
+            "FHIR requests": result.fhir_requests,
+            "Sheets requests": result.sheets_requests,
+        }
+    return {column: values.get(column) for column in REPORT_COLUMNS}

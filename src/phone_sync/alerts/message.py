@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phone_sync import links
+from phone_sync.fhir.scrub import scrub
 from phone_sync.report import COUNT_COLUMNS
 
 # Report keys with text values that our own code produces (dates, a duration); shown in the digest.
@@ -55,6 +56,11 @@ def safe_info(values: Mapping[str, Any] | None) -> dict[str, str]:
     if not values:
         return {}
     return {key: str(values[key]) for key in INFO_KEYS if _INFO_VALUE.match(str(values.get(key, "")))}
+
+
+def safe_problem(value: Any) -> str:
+    """A failed step's recorded reason (phone-sync's own text), scrubbed once more; '' when there is none."""
+    return scrub(value, max_length=300) if isinstance(value, str) else ""
 
 
 def batch_name(rendered_map_index: str | None, map_index: int) -> str:

@@ -22,6 +22,7 @@ from phone_sync.alerts.message import (
     safe_counts,
     safe_info,
     safe_name,
+    safe_problem,
     task_link,
 )
 from phone_sync.config import RegionConfig
@@ -85,6 +86,11 @@ def run_failed(config: RegionConfig, context: Mapping[str, Any]) -> Alert:
     if ti is not None:
         details.append(f"Last failed: {_failed_task(ti)}.")
     report = _report_from_xcom(ti)
+    problem = safe_problem((report or {}).get("problem"))
+    headline = "run failed"
+    if problem:
+        headline = f"run failed at {safe_name(problem.split(':', 1)[0])}"
+        details.append(f"Cause: {problem}")
     if report and report.get("batches failed"):
         details.append("Rows of failed batches say 'failed: batch not processed'; clear those batches once fixed.")
     dag_id, run_id = _dag_id(config, context), str(context.get("run_id") or "unknown")
@@ -95,7 +101,7 @@ def run_failed(config: RegionConfig, context: Mapping[str, Any]) -> Alert:
         config,
         context,
         "run_failed",
-        "run failed",
+        headline,
         details=tuple(details),
         counts=safe_counts(report),
         log_link=log_link,

@@ -14,7 +14,7 @@ EMAIL = re.compile(r"[\w.+\-]+@[\w\-]+(\.[\w\-]+)+")
 MAX_LENGTH = 200
 
 
-def scrub(text: str | None, known: Iterable[str] = ()) -> str:
+def scrub(text: str | None, known: Iterable[str] = (), max_length: int = MAX_LENGTH) -> str:
     """``text`` with known values, e-mails and runs of 5+ digits replaced by ``<redacted>``; shortened."""
     if not text:
         return ""
@@ -23,7 +23,7 @@ def scrub(text: str | None, known: Iterable[str] = ()) -> str:
     text = EMAIL.sub("<redacted>", text)
     text = LONG_NUMBER.sub(lambda m: m.group(0) if len(re.sub(r"\D", "", m.group(0))) < 5 else "<redacted>", text)
     text = " ".join(text.split())
-    return text if len(text) <= MAX_LENGTH else text[: MAX_LENGTH - 1] + "…"
+    return text if len(text) <= max_length else text[: max_length - 1] + "…"
 
 
 def outcome_diagnostics(body: object) -> str:

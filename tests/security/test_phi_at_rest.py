@@ -1,0 +1,172 @@
+"""Patient data never rests in clear inside Airflow: proven by scanning what a real run leaves behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from localservers.scenario import generate
+from localservers.stack import conn_env_name
+from phone_sync.contracts import Batch, BatchRow, ContractError
+from phone_sync.crypto import PhiKeyError, Sealer, new_key
+from tests.phi import files, national_number, phi_of, scan
+from tests.regions import MakeRegion, report_rows, run_dag, statuses, ti_states
+
+pytestmark = pytest.mark.slow
+
+
+def airflow_leftovers() -> list[tuple[str, bytes]]:
+    """The metadata database file (every table, every column, as bytes) and the whole log folder."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    database = Path(os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
+    found = list(files(*[p for p in database.parent.glob(database.name + "*") if p.is_file()]))
+    if (home / "logs").exists():
+        found += list(files(home / "logs"))
+    return found
+
+
+def test_a_full_run_leaves_no_identifier_or_phone_in_airflow(
+    make_region: MakeRegion, capfd: pytest.CaptureFixture[str]
+) -> None:
+    scenario = generate(400, seed=31)
+    region = make_region(scenario, sheets={"columns": {"status_link": "log"}})
+    # One batch fails for good: failure paths (XCom of the failure, statuses of the batch) run too.
+    region.fhir_faults(outage_identifiers=[scenario.identifiers[min(scenario.identifiers)]])
+    dag_run = run_dag(region, scenario.run_date)
+    assert dag_run.state == "failed"
+    assert any(text.startswith("success") for text in statuses(region).values()), "the run did its work"
+    output = capfd.readouterr()
+
+    needles = phi_of(scenario)
+    assert len(needles) > 700
+    leftovers = airflow_leftovers()
+    assert sum(len(blob) for _, blob in leftovers) > 100_000, "the scan reads the real database"
+    hits = scan([*leftovers, ("stdout", output.out.encode()), ("stderr", output.err.encode())], needles)
+    assert hits == [], f"patient data at rest in Airflow: {hits[:5]}"
+
+
+def test_the_scan_finds_a_planted_value(make_region: MakeRegion, tmp_path: Path) -> None:
+    """The scan can fail: a phone and an identifier planted where a leak would put them are found."""
+    from airflow.models.variable import Variable
+
+    scenario = generate(20, seed=32)
+    identifier = scenario.identifiers[min(scenario.identifiers)]
+    phone = next(str(row[2]) for row in scenario.rows if str(row[2]).startswith("08") and "," not in str(row[2]))
+    Variable.set("phone_sync_planted", json.dumps({"note": f"call {phone}"}))
+    log = Path(os.environ["AIRFLOW_HOME"]) / "logs" / "planted.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"identifier={identifier}\n")
+    try:
+        hits = scan(airflow_leftovers(), phi_of(scenario))
+    finally:
+        Variable.delete("phone_sync_planted")
+        log.unlink()
+    found = {hit.value for hit in hits}
+    assert identifier in found
+    assert national_number(phone) in found, "a phone written with dashes is found too"
+
+
+def test_xcom_holds_ciphertext_and_readable_labels(make_region: MakeRegion, tmp_path: Path) -> None:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    scenario = generate(150, seed=33)
+    region = make_region(scenario)
+    dag_run = run_dag(region, scenario.run_date)
+    assert dag_run.state == "success"
+    with create_session() as session:
+        rows = session.query(XComModel).filter(XComModel.run_id == dag_run.run_id).all()
+        values = {(x.task_id, x.key, x.map_index): x.value for x in rows}
+    [batches] = [v for (task, key, _), v in values.items() if task == "clean_phones" and key == "return_value"]
+    batches = json.loads(batches) if isinstance(batches, str) else batches
+    assert len(batches) == 2
+    assert all(re.fullmatch(r"rows \d+-\d+", b["label"]) for b in batches), "labels stay readable for the grid"
+    assert all(set(b) == {"contract", "v", "index", "label", "sealed"} for b in batches)
+    report = values[("run_report", "return_value", -1)]
+    report = json.loads(report) if isinstance(report, str) else report
+    assert report["rows read"] == len([r for r in scenario.rows if r[0]])
+
+    # An operator with the key opens one batch with the CLI; without it, nothing opens.
+    value = tmp_path / "batch.json"
+    value.write_text(json.dumps(batches[1]))
+    unseal = [sys.executable, "-m", "phone_sync.unseal", "show", str(value)]
+    shown = subprocess.run(unseal, env={**os.environ, "PHONE_SYNC_PHI_KEY": region.phi_key}, capture_output=True)
+    assert shown.returncode == 0, shown.stderr
+    rows = json.loads(shown.stdout)["rows"]
+    first, last = (int(n) for n in batches[1]["label"].removeprefix("rows ").split("-"))
+    assert (rows[0]["row"], rows[-1]["row"]) == (first, last)
+    assert {r["identifier"] for r in rows} <= set(scenario.identifiers.values())
+    refused = subprocess.run(unseal, env={**os.environ, "PHONE_SYNC_PHI_KEY": new_key()}, capture_output=True)
+    assert refused.returncode == 1
+    assert b"cannot be opened" in refused.stderr
+    assert not any(i.encode() in refused.stdout + refused.stderr for i in scenario.identifiers.values())
+
+
+def test_a_missing_key_stops_the_run_at_the_first_task_naming_the_connection(
+    make_region: MakeRegion, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    scenario = generate(50, seed=34)
+    region = make_region(scenario)
+    monkeypatch.delenv(conn_env_name(region.config.phi_key_conn_id))
+
+    dag_run = run_dag(region, scenario.run_date)
+
+    assert dag_run.state == "failed"
+    states = ti_states(dag_run)
+    assert states[("extract_rows", -1)] == "failed"
+    assert states[("clean_phones", -1)] == "upstream_failed"
+    assert states[("write_back_statuses", -1)] == "skipped"
+    assert states[("run_report", -1)] == "failed"
+    assert all(text == "" for text in statuses(region).values()), "nothing was written to the sheet"
+    [report] = report_rows(region)
+    assert "extract_rows" in report["problem"]
+    assert "'phone_sync_phi_key'" in report["problem"]
+    assert "does not exist" in report["problem"]
+    logs = capfd.readouterr().out
+    assert logs.count("'phone_sync_phi_key' (the key that encrypts") >= 1
+
+
+def test_a_malformed_key_is_refused_before_anything_is_read(
+    make_region: MakeRegion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = generate(30, seed=35)
+    region = make_region(scenario)
+    monkeypatch.setenv(
+        conn_env_name(region.config.phi_key_conn_id), json.dumps({"conn_type": "generic", "password": "hunter2"})
+    )
+    before = region.sheet_requests()["total"]
+
+    dag_run = run_dag(region, scenario.run_date)
+
+    assert ti_states(dag_run)[("extract_rows", -1)] == "failed"
+    [report] = report_rows(region)
+    assert "is not a Fernet key" in report["problem"]
+    assert "hunter2" not in json.dumps(report)
+    assert region.sheet_requests()["total"] - before <= 3, "only the report row went to the sheet"
+
+
+def test_rotation_keeps_old_values_readable_and_a_wrong_key_says_what_to_fix() -> None:
+    old, new = new_key(), new_key()
+    batch = Batch(
+        index=4,
+        label="rows 2-3",
+        rows=[BatchRow(row=2, identifier="3303000011112222", phone="+6281234567890", effective="2026-11-20")],
+    )
+    sealed = batch.to_xcom(Sealer.from_text(old))
+    assert "3303000011112222" not in json.dumps(sealed)
+    assert "81234567890" not in json.dumps(sealed)
+
+    assert Batch.from_xcom(sealed, Sealer.from_text(f"{new},{old}")) == batch, "after rotation: new first, old kept"
+    resealed = batch.to_xcom(Sealer.from_text(f"{new},{old}"))
+    with pytest.raises(PhiKeyError, match="cannot be opened"):
+        Batch.from_xcom(resealed, Sealer.from_text(old))  # the new key seals
+    with pytest.raises(PhiKeyError, match=r"connection 'phone_sync_phi_key'.*keep the old key after the new one"):
+        Batch.from_xcom(sealed, Sealer.from_text(new, "Airflow connection 'phone_sync_phi_key'"))
+    with pytest.raises(ContractError, match="must be sealed"):
+        batch.to_xcom()

@@ -39,7 +39,7 @@ def test_every_attempt_is_paced_and_counted(fhir: LocalFhir) -> None:
     fhir.faults(throttle_next=1, retry_after=0)
 
     for _ in range(3):
-        get(retry, fhir, "Patient/1", kind="read", auth=lambda: BEARER)
+        get(retry, fhir, "Patient/1", kind="read", auth_headers=lambda: BEARER)
 
     assert fhir.stats()["by_status"] == {"429": 1, "200": 3}
     assert retry.stats.requests == {"read": 4}, "the retry is an attempt too"
@@ -51,7 +51,7 @@ def test_retry_after_is_honoured_and_counted(fhir: LocalFhir) -> None:
     retry, sleeps = make_retry()
     fhir.faults(throttle_next=2, retry_after=2)
 
-    response = get(retry, fhir, "Patient/1", kind="read", auth=lambda: BEARER)
+    response = get(retry, fhir, "Patient/1", kind="read", auth_headers=lambda: BEARER)
 
     assert response.status_code == 200
     assert fhir.stats()["by_status"] == {"429": 2, "200": 1}
@@ -67,7 +67,7 @@ def test_backoff_grows_then_exhaustion_raises_with_the_last_answer(fhir: LocalFh
     fhir.faults(outage_for_seconds=30)
 
     with pytest.raises(RetriesExhausted, match=r"GET /Patient/1: HTTP 503 after 4 attempts") as raised:
-        get(retry, fhir, "Patient/1", kind="read", auth=lambda: BEARER)
+        get(retry, fhir, "Patient/1", kind="read", auth_headers=lambda: BEARER)
 
     assert raised.value.response is not None
     assert raised.value.response.status_code == 503
@@ -88,7 +88,10 @@ def test_a_401_refreshes_once_without_spending_an_attempt(fhir: LocalFhir) -> No
         refreshed.append(True)
         tokens.pop(0)
 
-    response = get(retry, fhir, "Patient/1", auth=lambda: {"Authorization": f"Bearer {tokens[0]}"}, refresh=refresh)
+    def current() -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens[0]}"}
+
+    response = get(retry, fhir, "Patient/1", auth_headers=current, refresh=refresh)
 
     assert response.status_code == 200
     assert refreshed == [True]
@@ -100,9 +103,10 @@ def test_a_second_401_is_returned_not_refreshed_again(fhir: LocalFhir) -> None:
     retry, _ = make_retry()
     refreshes: list[bool] = []
 
-    response = get(
-        retry, fhir, "Patient/1", auth=lambda: {"Authorization": "Bearer wrong"}, refresh=lambda: refreshes.append(True)
-    )
+    def wrong() -> dict[str, str]:
+        return {"Authorization": "Bearer wrong"}
+
+    response = get(retry, fhir, "Patient/1", auth_headers=wrong, refresh=lambda: refreshes.append(True))
 
     assert response.status_code == 401
     assert refreshes == [True]
@@ -113,7 +117,7 @@ def test_dropped_connections_of_idempotent_requests_are_retried(fhir: LocalFhir)
     retry, sleeps = make_retry()
     fhir.faults(drop_next=2)
 
-    assert get(retry, fhir, "Patient/1", auth=lambda: BEARER).status_code == 200
+    assert get(retry, fhir, "Patient/1", auth_headers=lambda: BEARER).status_code == 200
 
     assert fhir.stats()["faults"] == {"drop": 2}
     assert (retry.stats.retries, retry.stats.total, len(sleeps)) == (2, 3, 2)
@@ -124,7 +128,7 @@ def test_dropped_connections_that_persist_raise_with_the_transport_error(fhir: L
     fhir.faults(drop_every=1)
 
     with pytest.raises(RetriesExhausted, match="ConnectionError after 3 attempts") as raised:
-        get(retry, fhir, "Patient/1", auth=lambda: BEARER)
+        get(retry, fhir, "Patient/1", auth_headers=lambda: BEARER)
 
     assert raised.value.response is None
     assert isinstance(raised.value.error, requests.ConnectionError)
@@ -139,7 +143,7 @@ def test_a_non_idempotent_request_is_not_repeated_after_a_transport_error(fhir: 
     with requests.Session() as session, pytest.raises(requests.ConnectionError):
         retry.send(
             session, "POST", f"{fhir.url}/Patient", label="POST /Patient", idempotent=False,
-            auth=lambda: BEARER, json=patient, timeout=5,
+            auth_headers=lambda: BEARER, json=patient, timeout=5,
         )
 
     assert fhir.stats()["total"] == 1, "a create that may have landed is not sent twice"
@@ -154,7 +158,7 @@ def test_a_non_idempotent_request_is_repeated_after_a_429(fhir: LocalFhir) -> No
     with requests.Session() as session:
         response = retry.send(
             session, "POST", f"{fhir.url}/Patient", label="POST /Patient", idempotent=False,
-            auth=lambda: BEARER, json=patient, timeout=5,
+            auth_headers=lambda: BEARER, json=patient, timeout=5,
         )
 
     assert response.status_code == 201, "a 429 means it did not land: safe to send again"

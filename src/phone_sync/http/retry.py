@@ -99,13 +99,13 @@ class HttpRetry:
         kind: str = "other",
         label: str,
         idempotent: bool = True,
-        auth: Callable[[], Mapping[str, str]] | None = None,
+        auth_headers: Callable[[], Mapping[str, str]] | None = None,
         refresh: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> requests.Response:
         """Send ``method url`` until it gets a non-transient answer, and return that answer (any status).
 
-        ``auth`` gives headers per attempt (a refreshed token shows up on the next one). ``refresh`` is
+        ``auth_headers`` gives headers per attempt (a refreshed token shows up on the next one). ``refresh`` is
         called on the first 401 only, and the request is sent again at once without spending an attempt;
         a second 401 is returned. ``idempotent=False`` (e.g. an append) is never repeated after a
         transport error, since it may have landed. The rest of ``kwargs`` go to ``session.request``.
@@ -115,7 +115,7 @@ class HttpRetry:
         refreshed = False
 
         def once() -> requests.Response:
-            sent = headers | dict(auth()) if auth else headers
+            sent = headers | dict(auth_headers()) if auth_headers else headers
             self._pace(kind)
             started = time.monotonic()
             response = session.request(method, url, headers=sent, **kwargs)

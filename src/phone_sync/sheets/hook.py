@@ -15,8 +15,9 @@ import gspread
 from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
 
 from phone_sync.http.pacing import Backoff, RateLimiter
+from phone_sync.http.retry import HttpRetry
 
-from .http_client import PUBLIC_SHEETS_URL, PacedHTTPClient, RequestCounter
+from .http_client import PUBLIC_SHEETS_URL, PacedHTTPClient
 
 SPREADSHEETS_SCOPE = "https://www.googleapis.com/auth/spreadsheets"
 
@@ -51,7 +52,8 @@ class SheetsHook(GoogleBaseHook):
         self.requests_per_minute = requests_per_minute
         self.backoff = backoff or Backoff()
         self.timeout = timeout
-        self.counter = RequestCounter()
+        # One pacer and one set of counts for everything the hook sends.
+        self.retry = HttpRetry(self.backoff, RateLimiter(requests_per_minute / 60.0, burst=1), service="Sheets")
         self._client: gspread.Client | None = None
 
     @property
@@ -71,13 +73,9 @@ class SheetsHook(GoogleBaseHook):
         """One gspread client per hook, so pacing and counts cover everything the hook sends."""
         if self._client is None:
             credentials = self.get_credentials()
-            limiter = RateLimiter(self.requests_per_minute / 60.0, burst=1)
 
             def http_client(auth: Any, session: Any) -> PacedHTTPClient:
-                return PacedHTTPClient(
-                    auth, session, base_url=self.api_url, limiter=limiter,
-                    backoff=self.backoff, counter=self.counter, timeout=self.timeout,
-                )
+                return PacedHTTPClient(auth, session, base_url=self.api_url, retry=self.retry, timeout=self.timeout)
 
             self._client = gspread.Client(auth=credentials, http_client=http_client)  # type: ignore[arg-type]
         return self._client
@@ -89,19 +87,19 @@ class SheetsHook(GoogleBaseHook):
 
     @property
     def request_count(self) -> int:
-        return self.counter.total
-
-    @property
-    def read_requests(self) -> int:
-        return self.counter.read
-
-    @property
-    def write_requests(self) -> int:
-        return self.counter.write
+        """Requests sent so far, retries included (each spends quota)."""
+        return self.retry.stats.total
 
     def request_counts(self) -> dict[str, int]:
         """Counts for logs and the run report: total, read, write, throttled, retried."""
-        return self.counter.as_dict()
+        stats = self.retry.stats
+        return {
+            "total": stats.total,
+            "read": stats.requests["read"],
+            "write": stats.requests["write"],
+            "throttled": stats.throttled,
+            "retried": stats.retries,
+        }
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: obtain credentials (and a token unless anonymous)."""

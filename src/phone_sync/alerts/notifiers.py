@@ -40,7 +40,6 @@ class AlertNotifier(BaseNotifier):
     """Compose an alert from the Airflow context and deliver it; subclasses implement :meth:`send`."""
 
     template_fields = ()
-    channel = "alert"
 
     def __init__(self, compose: Compose | None = None) -> None:
         super().__init__()
@@ -69,8 +68,6 @@ class AlertNotifier(BaseNotifier):
 class EmailAlertNotifier(AlertNotifier):
     """Mail through the SMTP provider's hook and connection (host, port, login, TLS/SSL and
     ``from_email`` in its extras); the sender falls back to ``[email] from_email``."""
-
-    channel = "email"
 
     def __init__(self, to: list[str], smtp_conn_id: str, compose: Compose | None = None) -> None:
         super().__init__(compose)
@@ -138,8 +135,6 @@ class WebhookAlertNotifier(AlertNotifier):
     password, when set, are sent as basic auth. Retries: two, on the project's one retry policy
     (:mod:`phone_sync.http.retry`), on connection errors, 429 and 5xx.
     """
-
-    channel = "webhook"
 
     def __init__(self, webhook_conn_id: str, compose: Compose | None = None) -> None:
         super().__init__(compose)

@@ -47,10 +47,14 @@ def test_retry_after_is_honoured_and_every_attempt_counted(emulator, make_hook, 
     assert emulator.column_values(spreadsheet_id, "Sheet1", "C", 2, 3) == ["one", "two"]
 
 
-def test_sheets_api_url_points_the_unchanged_client_at_the_emulator(emulator, hook):
+def test_sheets_api_url_points_the_unchanged_client_at_the_emulator(emulator, hook, spreadsheet_id):
+    emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [HEADER]}])
+    emulator.reset_counts()
     assert hook.api_url == emulator.url
     assert hook.get_conn() is hook.get_conn()  # one client per hook: one pacer, one counter
-    assert hook.http.base_url == emulator.url
+
+    assert hook.get_values(spreadsheet_id, "Sheet1!A1:B1") == [HEADER[:2]]
+    assert emulator.counts()["by_method"] == {"values.get": 1}
 
 
 def test_emulator_latency_is_configurable(emulator, hook, spreadsheet_id):

@@ -105,11 +105,12 @@ class HttpRetry:
     ) -> requests.Response:
         """Send ``method url`` until it gets a non-transient answer, and return that answer (any status).
 
-        ``auth_headers`` gives headers per attempt (a refreshed token shows up on the next one). ``refresh`` is
-        called on the first 401 only, and the request is sent again at once without spending an attempt;
-        a second 401 is returned. ``idempotent=False`` (e.g. an append) is never repeated after a
-        transport error, since it may have landed. The rest of ``kwargs`` go to ``session.request``.
-        Raises :class:`RetriesExhausted`, or a transport error of a request that is not repeated.
+        ``auth_headers`` gives headers per attempt (a refreshed token shows up on the next one).
+        ``refresh`` is called on the first 401 only, and the request is sent again at once without
+        spending an attempt; a second 401 is returned. ``idempotent=False`` (e.g. an append) is never
+        repeated after a transport error, since it may have landed. The rest of ``kwargs`` go to
+        ``session.request``. Raises :class:`RetriesExhausted`, or the transport error of a request
+        that is not repeated.
         """
         headers = dict(kwargs.pop("headers", None) or {})
         refreshed = False

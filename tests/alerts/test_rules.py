@@ -193,6 +193,36 @@ def test_text_only_webhooks_get_just_the_text(webhook: WebhookSink, monkeypatch:
     assert post["path"] == WEBHOOK_PATH
 
 
+def test_webhook_extras_and_basic_auth_reach_the_post(webhook: WebhookSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = {
+        "endpoint": WEBHOOK_PATH,
+        "headers": {"Content-Type": "application/json; charset=utf-8"},
+        "timeout": 5,
+        "text_only": False,
+    }
+    conn = {"conn_type": "http", "host": webhook.url, "login": "bot", "password": "pw", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_CHAT_WITH_EXTRAS", json.dumps(conn))
+
+    WebhookAlertNotifier("chat_with_extras").send(run_failed(region_config(), {"run_id": RUN_ID}))
+
+    [post] = webhook.received()
+    assert post["path"] == WEBHOOK_PATH
+    assert post["content_type"] == "application/json; charset=utf-8", "the headers extra is sent"
+    assert post["authorization"] is True
+    assert post["json"]["rule"] == "run_failed"
+
+
+def test_the_webhook_url_is_masked_in_airflow_logs(webhook: WebhookSink) -> None:
+    from airflow.sdk.log import redact  # what Airflow's task logging applies to every line
+
+    WebhookAlertNotifier(WEBHOOK_CONN_ID).send(run_failed(region_config(), {"run_id": RUN_ID}))
+
+    # How a connection error (which HttpHook logs) names the URL:
+    line = f"HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: {WEBHOOK_PATH}"
+    assert "secret-part" not in redact(line)
+    assert "secret-part" not in redact(f"POST {webhook.url}{WEBHOOK_PATH}")
+
+
 def test_digest_is_off_by_default(smtp: SmtpSink, webhook: WebhookSink) -> None:
     send_digest(region_config(**alert_settings()), report(updated=100), context())
 

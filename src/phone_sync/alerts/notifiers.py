@@ -19,9 +19,9 @@ from urllib.parse import urlsplit, urlunsplit
 from airflow.sdk.bases.notifier import BaseNotifier
 
 from phone_sync.alerts.message import Alert
+from phone_sync.http.pacing import Backoff
 
 if TYPE_CHECKING:
-    import requests
     from airflow.sdk import Connection
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 Compose = Callable[[Mapping[str, Any]], Alert | None]
 DEFAULT_FROM_EMAIL = "phone-sync@localhost"
 WEBHOOK_TIMEOUT_SECONDS = 10.0
+WEBHOOK_BACKOFF = Backoff(attempts=3, base=0.5, cap=4.0)  # a post and two retries: an alert is late, not lost
 
 
 class AlertDeliveryError(RuntimeError):
@@ -39,7 +40,6 @@ class AlertNotifier(BaseNotifier):
     """Compose an alert from the Airflow context and deliver it; subclasses implement :meth:`send`."""
 
     template_fields = ()
-    channel = "alert"
 
     def __init__(self, compose: Compose | None = None) -> None:
         super().__init__()
@@ -68,8 +68,6 @@ class AlertNotifier(BaseNotifier):
 class EmailAlertNotifier(AlertNotifier):
     """Mail through the SMTP provider's hook and connection (host, port, login, TLS/SSL and
     ``from_email`` in its extras); the sender falls back to ``[email] from_email``."""
-
-    channel = "email"
 
     def __init__(self, to: list[str], smtp_conn_id: str, compose: Compose | None = None) -> None:
         super().__init__(compose)
@@ -129,14 +127,14 @@ def webhook_url(conn: Connection) -> str:
 
 
 class WebhookAlertNotifier(AlertNotifier):
-    """POST the alert as JSON to the URL in an Airflow connection (Slack, Google Chat, Teams, ...).
+    """POST the alert as JSON to the URL in an Airflow ``http`` connection (Slack, Google Chat, Teams, ...).
 
+    Sent through the HTTP provider's ``HttpHook`` (see :class:`phone_sync.alerts.webhook.WebhookHook`).
     Connection extras: ``endpoint`` (path to append), ``headers`` (dict), ``timeout`` (seconds, default
     10), ``text_only`` (post only ``{"text": ...}``: Google Chat rejects unknown fields). Login and
-    password, when set, are sent as basic auth. Retries: two, with backoff, on 429 and 5xx.
+    password, when set, are sent as basic auth. Retries: two, on the project's one retry policy
+    (:mod:`phone_sync.http.retry`), on connection errors, 429 and 5xx.
     """
-
-    channel = "webhook"
 
     def __init__(self, webhook_conn_id: str, compose: Compose | None = None) -> None:
         super().__init__(compose)
@@ -152,37 +150,25 @@ class WebhookAlertNotifier(AlertNotifier):
 
         return BaseHook.get_connection(self.webhook_conn_id)
 
-    def session(self) -> requests.Session:
-        import requests
-        from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
-
-        retry = Retry(
-            total=2,
-            backoff_factor=0.5,
-            status_forcelist=(429, 500, 502, 503, 504),
-            allowed_methods=frozenset({"POST"}),
-            raise_on_status=False,
-        )
-        session = requests.Session()
-        session.mount("http://", HTTPAdapter(max_retries=retry))
-        session.mount("https://", HTTPAdapter(max_retries=retry))
-        conn = self.connection
-        if conn.login:
-            session.auth = (conn.login, conn.password or "")
-        session.headers.update({"Content-Type": "application/json", **(conn.extra_dejson.get("headers") or {})})
-        return session
-
     def send(self, alert: Alert) -> None:
         import requests
 
-        conn = self.connection
-        extra = conn.extra_dejson
+        from phone_sync.alerts.webhook import WebhookHook
+        from phone_sync.http.retry import HttpRetry, RetriesExhausted
+
+        extra = self.connection.extra_dejson
         body = {"text": alert.text} if extra.get("text_only") else alert.payload
-        url = webhook_url(conn)
+        label = f"POST alert {alert.rule}"  # never the URL: it embeds a secret
+        policy = HttpRetry(WEBHOOK_BACKOFF, service=f"webhook {self.webhook_conn_id!r}")
+        options = {"timeout": float(extra.get("timeout", WEBHOOK_TIMEOUT_SECONDS)), "check_response": False}
         try:
-            with self.session() as session:
-                response = session.post(url, json=body, timeout=float(extra.get("timeout", WEBHOOK_TIMEOUT_SECONDS)))
+            response = WebhookHook(self.webhook_conn_id).run_with_advanced_retry(
+                _retry_args=policy.tenacity_args(label), json=body, extra_options=options
+            )
+        except RetriesExhausted as exhausted:
+            raise AlertDeliveryError(
+                f"webhook {self.webhook_conn_id!r}: {exhausted.problem} posting alert {alert.rule}"
+            ) from None
         except requests.RequestException as exc:
             # The exception text holds the URL (and so the secret): name only its class.
             raise AlertDeliveryError(

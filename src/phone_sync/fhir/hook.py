@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,12 +14,10 @@ from requests.adapters import HTTPAdapter
 from phone_sync.fhir.auth import Authorizer, authorizer_for
 from phone_sync.fhir.connection import FhirSettings, settings_from_connection
 from phone_sync.fhir.errors import FhirAuthError, FhirError, FhirUnavailable
-from phone_sync.http.pacing import RETRYABLE_STATUS, Backoff, RateLimiter, parse_retry_after
-
-log = logging.getLogger(__name__)
+from phone_sync.http.pacing import Backoff, RateLimiter
+from phone_sync.http.retry import HttpRetry, RetriesExhausted
 
 FHIR_JSON = "application/fhir+json"
-TRANSIENT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
 class FhirHook(BaseHook):
@@ -69,18 +66,12 @@ class FhirHook(BaseHook):
         self.fhir_conn_id = fhir_conn_id
         self.timeout = timeout
         self.backoff = backoff or Backoff()
-        self.limiter = RateLimiter(requests_per_second) if requests_per_second else None
-        self._sleep = sleep
+        limiter = RateLimiter(requests_per_second) if requests_per_second else None
+        self.retry = HttpRetry(self.backoff, limiter, sleep=sleep, service="FHIR")
         self._pool_size = pool_size
         self._settings: FhirSettings | None = None
         self._session: requests.Session | None = None
         self._auth: Authorizer | None = None
-        # Request counts are ``requests_<kind>`` (their sum is the request total); the rest are not counts.
-        self.stats: dict[str, int | float] = {
-            "retries": 0,
-            "token_refreshes": 0,
-            "retry_wait_seconds": 0.0,
-        }
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -155,73 +146,53 @@ class FhirHook(BaseHook):
         url = self.url(path) if with_auth else path
         session = self.get_conn()
         kwargs.setdefault("timeout", self.settings.timeout or self.timeout)
-        base_headers = dict(kwargs.pop("headers", None) or {})
         label = f"{method} {urlsplit(url).path or '/'}"  # never the query: it may carry search values
-        refreshed = False
-        attempt = 0
-        while True:
-            attempt += 1
-            headers = dict(base_headers)
-            if with_auth:
-                assert self._auth is not None
-                headers.update(self._auth.headers(self._fetch_token))
-            self._pace()
-            self.stats[f"requests_{kind}"] = self.stats.get(f"requests_{kind}", 0) + 1
-            started = time.monotonic()
-            try:
-                response = session.request(method, url, headers=headers, **kwargs)
-            except TRANSIENT_ERRORS as exc:
-                problem = type(exc).__name__
-                if attempt >= self.backoff.attempts:
-                    raise FhirUnavailable(
-                        f"connection '{self.fhir_conn_id}': {label} got no answer after {attempt} attempts ({problem})"
-                    ) from exc
-                self.wait_before_retry(attempt, None, label, problem)
-                continue
-            log.debug("FHIR %s -> %s in %.0f ms", label, response.status_code, (time.monotonic() - started) * 1000)
-            status = response.status_code
-            if status == 401 and with_auth:
-                assert self._auth is not None
-                if self._auth.refreshable and not refreshed:
-                    refreshed = True
-                    attempt -= 1
-                    self.stats["token_refreshes"] += 1
-                    log.info("FHIR %s: 401, refreshing the access token once", label)
-                    self._auth.invalidate()
-                    continue
-                raise FhirAuthError(
-                    f"connection '{self.fhir_conn_id}': the FHIR server refused the credentials (HTTP 401 on {label})"
-                )
-            if status in RETRYABLE_STATUS:
-                if attempt >= self.backoff.attempts:
-                    raise FhirUnavailable(
-                        f"connection '{self.fhir_conn_id}': {label} still answered HTTP {status} "
-                        f"after {attempt} attempts"
-                    )
-                self.wait_before_retry(
-                    attempt, parse_retry_after(response.headers.get("Retry-After")), label, f"HTTP {status}"
-                )
-                continue
-            return response
+        auth = self._auth if with_auth else None
+        try:
+            response = self.retry.send(
+                session, method, url, kind=kind, label=label,
+                auth_headers=(lambda: auth.headers(self._fetch_token)) if auth else None,
+                refresh=auth.invalidate if auth and auth.refreshable else None,
+                **kwargs,
+            )
+        except RetriesExhausted as exhausted:
+            if exhausted.response is None:
+                raise FhirUnavailable(
+                    f"connection '{self.fhir_conn_id}': {label} got no answer after {exhausted.attempts} attempts "
+                    f"({exhausted.problem})"
+                ) from exhausted.error
+            raise FhirUnavailable(
+                f"connection '{self.fhir_conn_id}': {label} still answered {exhausted.problem} "
+                f"after {exhausted.attempts} attempts"
+            ) from None
+        if response.status_code == 401 and with_auth:
+            raise FhirAuthError(
+                f"connection '{self.fhir_conn_id}': the FHIR server refused the credentials (HTTP 401 on {label})"
+            )
+        return response
 
     def _fetch_token(self, url: str, form: dict[str, str], basic: tuple[str, str] | None) -> requests.Response:
         return self.request("POST", url, data=form, authorize=False, kind="token", auth=basic)
 
-    def _pace(self) -> None:
-        if self.limiter is not None:
-            self.limiter.acquire()
-
     def wait_before_retry(self, attempt: int, retry_after: float | None, label: str, problem: str) -> None:
         """Sleep per the backoff policy (and at least ``retry_after``); counted in the stats."""
-        delay = self.backoff.delay(attempt, retry_after)
-        self.stats["retries"] += 1
-        self.stats["retry_wait_seconds"] += delay
-        log.warning("FHIR %s: %s, retry %d/%d in %.2fs", label, problem, attempt, self.backoff.attempts - 1, delay)
-        self._sleep(delay)
+        self.retry.pause(attempt, retry_after, label, problem)
+
+    @property
+    def stats(self) -> dict[str, int | float]:
+        """``requests_<kind>`` counts (their sum is the request total), retries, refreshes, seconds waited."""
+        counts = self.retry.stats
+        return {
+            **{f"requests_{kind}": count for kind, count in counts.requests.items()},
+            "retries": counts.retries,
+            "token_refreshes": counts.refreshes,
+            "retry_wait_seconds": counts.wait_seconds,
+        }
 
     def snapshot_stats(self) -> dict[str, int | float]:
-        stats = dict(self.stats)
-        stats["throttle_wait_seconds"] = round(self.limiter.waited_seconds, 3) if self.limiter else 0.0
+        stats = self.stats
+        limiter = self.retry.limiter
+        stats["throttle_wait_seconds"] = round(limiter.waited_seconds, 3) if limiter else 0.0
         stats["retry_wait_seconds"] = round(float(stats["retry_wait_seconds"]), 3)
         return stats
 

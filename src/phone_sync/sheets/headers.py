@@ -17,7 +17,6 @@ from .values import as_text
 
 log = logging.getLogger(__name__)
 
-READ_FIELDS = ("identifier", "phone", "feed_date")
 WRITE_FIELDS = ("status", "run_time", "run_id", "status_link")
 
 
@@ -60,12 +59,7 @@ class HeaderRow:
 
 def read_header(hook: SheetsHook, sheets: SheetsConfig) -> HeaderRow:
     """One small request: the header row, unformatted."""
-    answer = hook.http.values_get(
-        sheets.spreadsheet_id,
-        row_range(sheets.worksheet, sheets.header_row),
-        params={"valueRenderOption": "UNFORMATTED_VALUE", "majorDimension": "ROWS"},
-    )
-    values = answer.get("values") or [[]]
+    values = hook.get_values(sheets.spreadsheet_id, row_range(sheets.worksheet, sheets.header_row)) or [[]]
     return HeaderRow([as_text(v) for v in values[0]])
 
 
@@ -104,17 +98,13 @@ def plan_write_columns(header: HeaderRow, sheets: SheetsConfig) -> tuple[dict[st
 
 def ensure_grid_columns(hook: SheetsHook, sheets: SheetsConfig, needed: int) -> None:
     """Widen the worksheet when a new header falls outside its grid (the API refuses such writes)."""
-    metadata = hook.http.fetch_sheet_metadata(sheets.spreadsheet_id)
+    metadata = hook.get_spreadsheet(sheets.spreadsheet_id)
     for sheet in metadata.get("sheets", []):
         props = sheet.get("properties", {})
         if props.get("title") != sheets.worksheet:
             continue
         current = int(props.get("gridProperties", {}).get("columnCount", 0))
         if current < needed:
-            hook.http.batch_update(
-                sheets.spreadsheet_id,
-                {"requests": [{"appendDimension": {
-                    "sheetId": props["sheetId"], "dimension": "COLUMNS", "length": needed - current}}]},
-            )
+            hook.append_dimension(sheets.spreadsheet_id, props["sheetId"], "COLUMNS", needed - current)
         return
     raise ValueError(f"worksheet {sheets.worksheet!r} not found in spreadsheet {sheets.spreadsheet_id!r}")

@@ -3,11 +3,14 @@
 Credentials come from the Airflow Google connection through ``GoogleBaseHook`` (key file, key
 JSON, Secret Manager, ADC, impersonation, anonymous), with the spreadsheets scope. The extra
 ``sheets_api_url`` points gspread at a proxy or the local emulator; nothing else changes.
+
+The API calls the project makes are methods named after the Google provider's ``GSheetsHook``,
+each exactly one request (retries aside), so request counts can be read off the code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import google.auth.transport.requests
@@ -15,8 +18,9 @@ import gspread
 from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
 
 from phone_sync.http.pacing import Backoff, RateLimiter
+from phone_sync.http.retry import HttpRetry
 
-from .http_client import PUBLIC_SHEETS_URL, PacedHTTPClient, RequestCounter
+from .http_client import PUBLIC_SHEETS_URL, PacedHTTPClient
 
 SPREADSHEETS_SCOPE = "https://www.googleapis.com/auth/spreadsheets"
 
@@ -51,7 +55,8 @@ class SheetsHook(GoogleBaseHook):
         self.requests_per_minute = requests_per_minute
         self.backoff = backoff or Backoff()
         self.timeout = timeout
-        self.counter = RequestCounter()
+        # One pacer and one set of counts for everything the hook sends.
+        self.retry = HttpRetry(self.backoff, RateLimiter(requests_per_minute / 60.0, burst=1), service="Sheets")
         self._client: gspread.Client | None = None
 
     @property
@@ -71,37 +76,128 @@ class SheetsHook(GoogleBaseHook):
         """One gspread client per hook, so pacing and counts cover everything the hook sends."""
         if self._client is None:
             credentials = self.get_credentials()
-            limiter = RateLimiter(self.requests_per_minute / 60.0, burst=1)
 
             def http_client(auth: Any, session: Any) -> PacedHTTPClient:
-                return PacedHTTPClient(
-                    auth, session, base_url=self.api_url, limiter=limiter,
-                    backoff=self.backoff, counter=self.counter, timeout=self.timeout,
-                )
+                return PacedHTTPClient(auth, session, base_url=self.api_url, retry=self.retry, timeout=self.timeout)
 
             self._client = gspread.Client(auth=credentials, http_client=http_client)  # type: ignore[arg-type]
         return self._client
 
     @property
-    def http(self) -> PacedHTTPClient:
-        """The low-level client (values.get, values:batchGet, ...) the readers and writers use."""
+    def _http(self) -> PacedHTTPClient:
         return self.get_conn().http_client  # type: ignore[return-value]
+
+    # One API request each. Each raises gspread's ``APIError`` when the API refuses (after retries
+    # for 429 and 5xx): ``.code`` is the HTTP status, ``.error["status"]`` Google's (e.g.
+    # ``RESOURCE_EXHAUSTED``), ``.error["message"]`` its text.
+
+    def get_values(
+        self,
+        spreadsheet_id: str,
+        range_: str,
+        *,
+        value_render_option: str = "UNFORMATTED_VALUE",
+        date_time_render_option: str = "SERIAL_NUMBER",
+        major_dimension: str = "ROWS",
+    ) -> list[list[Any]]:
+        """``spreadsheets.values.get``: the values of one A1 range (``[]`` when it is empty).
+
+        Unformatted by default: a phone stored as a number keeps every digit, a date is a serial number.
+        """
+        answer = self._http.values_get(
+            spreadsheet_id,
+            range_,
+            params={
+                "valueRenderOption": value_render_option,
+                "dateTimeRenderOption": date_time_render_option,
+                "majorDimension": major_dimension,
+            },
+        )
+        return answer.get("values", [])
+
+    def batch_get_values(
+        self,
+        spreadsheet_id: str,
+        ranges: list[str],
+        *,
+        value_render_option: str = "UNFORMATTED_VALUE",
+        date_time_render_option: str = "SERIAL_NUMBER",
+        major_dimension: str = "ROWS",
+    ) -> dict[str, Any]:
+        """``spreadsheets.values.batchGet``: the API response, ``valueRanges`` in the order of ``ranges``."""
+        return self._http.values_batch_get(
+            spreadsheet_id,
+            ranges,
+            params={
+                "valueRenderOption": value_render_option,
+                "dateTimeRenderOption": date_time_render_option,
+                "majorDimension": major_dimension,
+            },
+        )
+
+    def batch_update_values(
+        self, spreadsheet_id: str, data: list[Mapping[str, Any]], *, value_input_option: str = "RAW"
+    ) -> dict[str, Any]:
+        """``spreadsheets.values.batchUpdate``: write value ranges (``{"range", "values"}``) in one request.
+
+        RAW by default, so text such as ``=HYPERLINK(...)`` or ``0812`` is stored as given. The body is
+        exactly ``{"valueInputOption", "data"}``: callers size their payloads by it.
+        """
+        return self._http.values_batch_update(spreadsheet_id, {"valueInputOption": value_input_option, "data": data})
+
+    def append_values(
+        self,
+        spreadsheet_id: str,
+        range_: str,
+        values: list[list[Any]],
+        *,
+        value_input_option: str = "RAW",
+        insert_data_option: str = "INSERT_ROWS",
+    ) -> dict[str, Any]:
+        """``spreadsheets.values.append``: add rows after the table at ``range_``.
+
+        Never repeated after a connection error or timeout (it may have landed: a repeat would add the
+        rows twice); that error is raised as is.
+        """
+        return self._http.values_append(
+            spreadsheet_id,
+            range_,
+            params={"valueInputOption": value_input_option, "insertDataOption": insert_data_option},
+            body={"values": values},
+        )
+
+    def get_spreadsheet(self, spreadsheet_id: str) -> dict[str, Any]:
+        """``spreadsheets.get`` without grid data: the title and each sheet's ``properties``."""
+        return dict(self._http.fetch_sheet_metadata(spreadsheet_id))
+
+    def add_sheet(
+        self, spreadsheet_id: str, title: str, *, rows: int, columns: int, frozen_rows: int = 0
+    ) -> dict[str, Any]:
+        """``spreadsheets.batchUpdate`` with one ``addSheet``; an existing title answers 400 "already exists"."""
+        grid = {"rowCount": rows, "columnCount": columns, "frozenRowCount": frozen_rows}
+        body = {"requests": [{"addSheet": {"properties": {"title": title, "gridProperties": grid}}}]}
+        return self._http.batch_update(spreadsheet_id, body)
+
+    def append_dimension(self, spreadsheet_id: str, sheet_id: int, dimension: str, length: int) -> dict[str, Any]:
+        """``spreadsheets.batchUpdate`` with one ``appendDimension``: ``length`` more ``ROWS`` or ``COLUMNS``."""
+        body = {"requests": [{"appendDimension": {"sheetId": sheet_id, "dimension": dimension, "length": length}}]}
+        return self._http.batch_update(spreadsheet_id, body)
 
     @property
     def request_count(self) -> int:
-        return self.counter.total
-
-    @property
-    def read_requests(self) -> int:
-        return self.counter.read
-
-    @property
-    def write_requests(self) -> int:
-        return self.counter.write
+        """Requests sent so far, retries included (each spends quota)."""
+        return self.retry.stats.total
 
     def request_counts(self) -> dict[str, int]:
         """Counts for logs and the run report: total, read, write, throttled, retried."""
-        return self.counter.as_dict()
+        stats = self.retry.stats
+        return {
+            "total": stats.total,
+            "read": stats.requests["read"],
+            "write": stats.requests["write"],
+            "throttled": stats.throttled,
+            "retried": stats.retries,
+        }
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: obtain credentials (and a token unless anonymous)."""

@@ -1,17 +1,14 @@
-"""The gspread HTTP client the hook plugs in: base-URL rewrite, pacing, backoff, request counting.
+"""The gspread HTTP client the hook plugs in: base-URL rewrite, then the shared retry path.
 
 gspread builds every Sheets URL from the public endpoint; rewriting the prefix here points the
 unchanged production code path at a proxy or the local emulator. Every attempt (retries
-included) is paced and counted, because every attempt spends the region's quota.
+included) is paced and counted by :class:`~phone_sync.http.retry.HttpRetry`, because every
+attempt spends the region's quota.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import requests
@@ -19,39 +16,9 @@ from google.auth.credentials import Credentials
 from gspread.exceptions import APIError
 from gspread.http_client import HTTPClient
 
-from phone_sync.http.pacing import RETRYABLE_STATUS, Backoff, RateLimiter, parse_retry_after
-
-log = logging.getLogger(__name__)
+from phone_sync.http.retry import HttpRetry, RetriesExhausted
 
 PUBLIC_SHEETS_URL = "https://sheets.googleapis.com"
-
-
-@dataclass
-class RequestCounter:
-    """Sheets requests sent by one hook, by quota kind (GET reads, everything else writes)."""
-
-    read: int = 0
-    write: int = 0
-    throttled: int = 0  # answered 429
-    retried: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    @property
-    def total(self) -> int:
-        return self.read + self.write
-
-    def add(self, kind: str) -> None:
-        with self._lock:
-            setattr(self, kind, getattr(self, kind) + 1)
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "total": self.total,
-            "read": self.read,
-            "write": self.write,
-            "throttled": self.throttled,
-            "retried": self.retried,
-        }
 
 
 def _method_name(url: str) -> str:
@@ -67,7 +34,7 @@ def _method_name(url: str) -> str:
 
 
 class PacedHTTPClient(HTTPClient):
-    """gspread's HTTPClient with the project's retry policy (see ``phone_sync.http.pacing``)."""
+    """gspread's HTTPClient sending through the hook's :class:`HttpRetry` (pacing, retries, counts)."""
 
     def __init__(
         self,
@@ -75,19 +42,13 @@ class PacedHTTPClient(HTTPClient):
         session: requests.Session | None = None,
         *,
         base_url: str = PUBLIC_SHEETS_URL,
-        limiter: RateLimiter,
-        backoff: Backoff,
-        counter: RequestCounter,
+        retry: HttpRetry,
         timeout: float | None = 60.0,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(auth, session)  # type: ignore[arg-type]
         self.base_url = base_url.rstrip("/")
-        self.limiter = limiter
-        self.backoff = backoff
-        self.counter = counter
+        self.retry = retry
         self.timeout = timeout
-        self._sleep = sleep
 
     def _rewrite(self, endpoint: str) -> str:
         if endpoint.startswith(PUBLIC_SHEETS_URL):
@@ -104,42 +65,27 @@ class PacedHTTPClient(HTTPClient):
         files: Any = None,
         headers: MutableMapping[str, str] | None = None,
     ) -> requests.Response:
-        """Send with pacing; retry 429/5xx (honouring Retry-After) and transport errors; raise APIError."""
-        url = self._rewrite(endpoint)
-        kind = "read" if method.upper() == "GET" else "write"
-        name = _method_name(url)
-        # An append that timed out may have landed; repeating it could duplicate a report row.
-        transport_retry = not name.endswith(":append")
-        attempt = 0
-        while True:
-            attempt += 1
-            self.limiter.acquire()
-            self.counter.add(kind)
-            try:
-                response = self.session.request(
-                    method=method, url=url, json=json, params=params, data=data,
-                    files=files, headers=headers, timeout=self.timeout,
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt >= self.backoff.attempts or not transport_retry:
-                    raise
-                self._wait(attempt, None, f"{type(exc).__name__}", method, name)
-                continue
-            if response.ok:
-                return response
-            if response.status_code == 429:
-                self.counter.add("throttled")
-            if response.status_code in RETRYABLE_STATUS and attempt < self.backoff.attempts:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                self._wait(attempt, retry_after, f"HTTP {response.status_code}", method, name)
-                continue
-            raise APIError(response)
+        """Send through the retry path (GET counts as a read, the rest as writes); raise APIError on refusal.
 
-    def _wait(self, attempt: int, retry_after: float | None, reason: str, method: str, name: str) -> None:
-        delay = self.backoff.delay(attempt, retry_after)
-        self.counter.add("retried")
-        log.warning(
-            "Sheets %s %s: %s; retry %d of %d in %.2fs",
-            method.upper(), name, reason, attempt, self.backoff.attempts - 1, delay,
-        )
-        self._sleep(delay)
+        An append that timed out may have landed, so it is never repeated after a transport error
+        (that error is raised as is); a 429 or 5xx answer means it did not land and is retried.
+        """
+        url = self._rewrite(endpoint)
+        name = _method_name(url)
+        label = f"{method.upper()} {name}"
+        try:
+            response = self.retry.send(
+                self.session, method, url, kind="read" if method.upper() == "GET" else "write", label=label,
+                idempotent=not name.endswith(":append"),
+                json=json, params=params, data=data, files=files, headers=headers, timeout=self.timeout,
+            )
+        except RetriesExhausted as exhausted:
+            if exhausted.response is None:
+                raise exhausted.error from None  # type: ignore[misc]
+            response = exhausted.response
+        if response.ok:
+            return response
+        error = APIError(response)
+        error.code = response.status_code  # gspread says -1 when the body is not Google's JSON (e.g. a proxy's page)
+        error.add_note(f"Sheets API {label} answered HTTP {response.status_code} {error.error.get('status', '')}")
+        raise error

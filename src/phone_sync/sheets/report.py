@@ -58,12 +58,10 @@ def _cell(value: object) -> object:
 
 def _create_report_tab(hook: SheetsHook, sheets: SheetsConfig) -> bool:
     """Add the tab; ``False`` if another run added it first (then it already has its header)."""
-    body = {"requests": [{"addSheet": {"properties": {
-        "title": sheets.report_worksheet,
-        "gridProperties": {"rowCount": 1000, "columnCount": len(REPORT_COLUMNS), "frozenRowCount": 1},
-    }}}]}
     try:
-        hook.http.batch_update(sheets.spreadsheet_id, body)
+        hook.add_sheet(
+            sheets.spreadsheet_id, sheets.report_worksheet, rows=1000, columns=len(REPORT_COLUMNS), frozen_rows=1
+        )
     except APIError as exc:
         if exc.code == 400 and "already exists" in str(exc.error.get("message", "")):
             return False
@@ -78,12 +76,7 @@ def _missing_tab(exc: APIError) -> bool:
 
 
 def _append(hook: SheetsHook, sheets: SheetsConfig, lines: list[list[object]]) -> None:
-    hook.http.values_append(
-        sheets.spreadsheet_id,
-        f"{quote_sheet(sheets.report_worksheet)}!A1",
-        params={"valueInputOption": "RAW", "insertDataOption": "INSERT_ROWS"},
-        body={"values": lines},
-    )
+    hook.append_values(sheets.spreadsheet_id, f"{quote_sheet(sheets.report_worksheet)}!A1", lines)
 
 
 def append_report(hook: SheetsHook, sheets: SheetsConfig, values: dict[str, object]) -> None:

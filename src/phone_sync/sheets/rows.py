@@ -22,13 +22,6 @@ __all__ = ["MissingHeaderError", "SheetRow", "SheetTable", "read_rows", "read_ta
 
 log = logging.getLogger(__name__)
 
-DATA_PARAMS = {
-    "valueRenderOption": "UNFORMATTED_VALUE",
-    "dateTimeRenderOption": "SERIAL_NUMBER",  # date cells as serial numbers: no locale guessing
-    "majorDimension": "COLUMNS",
-}
-
-
 @dataclass(frozen=True, slots=True)
 class SheetRow:
     """One data row as read. ``phone`` is the raw unformatted cell (``None`` when empty)."""
@@ -73,10 +66,11 @@ def read_table(hook: SheetsHook, sheets: SheetsConfig) -> SheetTable:
         wanted["status"] = status_column
 
     first = sheets.header_row + 1
-    answer = hook.http.values_batch_get(
+    # Unformatted, dates as serial numbers (no locale guessing), one list per column.
+    answer = hook.batch_get_values(
         sheets.spreadsheet_id,
         [cell_range(sheets.worksheet, column, first) for column in wanted.values()],
-        params=dict(DATA_PARAMS),
+        major_dimension="COLUMNS",
     )
     columns: dict[str, list[CellValue]] = {
         field: (value_range.get("values") or [[]])[0]

@@ -197,9 +197,6 @@ def chunk_by_payload(ranges: list[dict[str, object]], limit: int) -> Iterator[li
         yield batch
 
 
-_READ_PARAMS = {"valueRenderOption": "UNFORMATTED_VALUE", "majorDimension": "COLUMNS"}
-
-
 def _read_identity(
     hook: SheetsHook, sheets: SheetsConfig, hint: int | None, *, want_column: bool
 ) -> tuple[HeaderRow, list[object] | None]:
@@ -211,10 +208,10 @@ def _read_identity(
     """
     first = sheets.header_row + 1
     if hint is not None:
-        answer = hook.http.values_batch_get(
+        answer = hook.batch_get_values(
             sheets.spreadsheet_id,
             [row_range(sheets.worksheet, sheets.header_row), cell_range(sheets.worksheet, hint, first)],
-            params=dict(_READ_PARAMS),
+            major_dimension="COLUMNS",
         )
         header_range, column_range = (answer.get("valueRanges") or [{}, {}])[:2]
         # Column-major: the header row comes back as one single-cell list per column.
@@ -231,10 +228,10 @@ def _read_identity(
         column = require(header, sheets, sheets.columns.identifier)
     if not want_column:
         return header, None
-    answer = hook.http.values_get(
-        sheets.spreadsheet_id, cell_range(sheets.worksheet, column, first), params=dict(_READ_PARAMS)
+    values = hook.get_values(
+        sheets.spreadsheet_id, cell_range(sheets.worksheet, column, first), major_dimension="COLUMNS"
     )
-    return header, (answer.get("values") or [[]])[0]
+    return header, (values or [[]])[0]
 
 
 def write_statuses(
@@ -279,7 +276,7 @@ def write_statuses(
     batches = list(chunk_by_payload(ranges, max_payload_bytes))
     for number, batch in enumerate(batches, start=1):
         try:
-            hook.http.values_batch_update(sheets.spreadsheet_id, {"valueInputOption": "RAW", "data": batch})
+            hook.batch_update_values(sheets.spreadsheet_id, batch)
         except APIError as exc:
             raise StatusWriteError(
                 f"request {number} of {len(batches)} writing {len(placed)} statuses to worksheet "

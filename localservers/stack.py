@@ -69,6 +69,16 @@ class LocalRegion:
         url = f"{self.sheets.url}/_emulator/spreadsheets/{self.config.sheets.spreadsheet_id}/sheets/{title}/edits"
         requests.post(url, json=list(edits), timeout=60).raise_for_status()
 
+    def share_sheet(self, users: list[str] | None) -> None:
+        """Share the spreadsheet with ``users`` only (others get 403), or with anyone (``None``)."""
+        url = f"{self.sheets.url}/_emulator/spreadsheets/{self.config.sheets.spreadsheet_id}/sharing"
+        requests.put(url, json={"users": users}, timeout=10).raise_for_status()
+
+    def delete_sheet(self) -> None:
+        """The spreadsheet disappears (404), as when its owner deletes it."""
+        url = f"{self.sheets.url}/_emulator/spreadsheets/{self.config.sheets.spreadsheet_id}"
+        requests.delete(url, timeout=10).raise_for_status()
+
     def sheet_requests(self) -> dict[str, Any]:
         return requests.get(f"{self.sheets.url}/_emulator/requests", timeout=10).json()
 

@@ -54,10 +54,11 @@ def region_file(directory: Path, **changes: Any) -> RegionConfig:
 MakeRegion = Callable[..., LocalRegion]
 
 
-def run_dag(region: LocalRegion, day: date) -> Any:
-    """Run the region's DAG for the data interval that ends on ``day`` (a 01:00 local logical time)."""
-    logical = pendulum.instance(datetime.combine(day, time(1)), tz=region.config.timezone)
-    return build_region_dag(region.config).test(logical_date=logical)
+def run_dag(region: LocalRegion, day: date, config: RegionConfig | None = None) -> Any:
+    """Run the region's DAG (or ``config``'s) for the data interval that ends on ``day`` (01:00 local time)."""
+    config = config or region.config
+    logical = pendulum.instance(datetime.combine(day, time(1)), tz=config.timezone)
+    return build_region_dag(config).test(logical_date=logical)
 
 
 def statuses(region: LocalRegion) -> dict[int, str]:
@@ -97,7 +98,15 @@ def phones_by_identifier(region: LocalRegion) -> dict[str, list[dict[str, Any]]]
 
 
 def ti_states(dag_run: Any) -> dict[tuple[str, int], str]:
+    return {key: state for key, (state, _) in ti_tries(dag_run).items()}
+
+
+def ti_tries(dag_run: Any) -> dict[tuple[str, int], tuple[str, int]]:
+    """(task id, map index) -> (state, try number) of every task instance of the run."""
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        return {(ti.task_id, ti.map_index): str(ti.state) for ti in dag_run.get_task_instances(session=session)}
+        return {
+            (ti.task_id, ti.map_index): (str(ti.state), ti.try_number)
+            for ti in dag_run.get_task_instances(session=session)
+        }

@@ -182,6 +182,8 @@ class FaultLayer:
             response = outcome_response(
                 401, "HAPI-0644: Missing or invalid bearer token", "login", {"WWW-Authenticate": 'Bearer realm="fhir"'}
             )
+        elif not spared and knobs.forbidden:
+            response = outcome_response(403, "HAPI-0334: Access denied by rule: Deny all", "forbidden")
         if response is not None:
             entry["status"] = response.status_code
             entry["ms"] = round((time.monotonic() - started) * 1000, 1)

@@ -1,4 +1,4 @@
-"""Fault knobs: latency, 429 with Retry-After, 503 outages, dropped connections, per-patient rejections.
+"""Fault knobs: latency, 429 with Retry-After, 503 outages, dropped connections, per-patient rejections, 403s.
 
 Set at start from the command line and changed at runtime with ``POST /_admin/faults``. Faults apply to
 FHIR interactions only: ``/metadata`` (the health check), the token endpoint and ``/_admin`` are spared.
@@ -34,6 +34,9 @@ class Knobs:
     batch_enabled: bool = True
     reject_identifiers: list[str] = field(default_factory=list)
     search_include_outcome: bool = False
+    # 403 for every FHIR interaction: the credentials are valid but lack a permission (HAPI's authorization
+    # interceptor answers like this; SATUSEHAT answers 403 for an organisation not allowed a resource).
+    forbidden: bool = False
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,12 @@ class Emulator:
             raise ApiError(404, "Requested entity was not found.", "NOT_FOUND")
         return book
 
+    def check_access(self, spreadsheet_id: str, user: str) -> None:
+        """Google answers 403 to a caller the spreadsheet is not shared with (404 when it does not exist)."""
+        book = self.book(spreadsheet_id)
+        if book.shared_with is not None and user not in book.shared_with:
+            raise ApiError(403, "The caller does not have permission", "PERMISSION_DENIED")
+
     def save(self) -> None:
         if self.state_path:
             store.dump_state(self.books, self.state_path)
@@ -230,6 +236,7 @@ def create_app(emulator: Emulator) -> FastAPI:
             if emulator.settings.latency_ms:
                 await asyncio.sleep(emulator.settings.latency_ms / 1000)
             emulator.quotas.admit(user, kind, name, len(body_bytes))
+            emulator.check_access(sid, user)
             if len(body_bytes) > emulator.settings.max_request_bytes:
                 raise bad_request(
                     f"Request payload size exceeds the limit: {emulator.settings.max_request_bytes} bytes."

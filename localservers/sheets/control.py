@@ -53,7 +53,7 @@ def add_control_routes(app: FastAPI, emulator: Emulator) -> None:
         spec = await body_of(request)
         try:
             sid = spec["spreadsheet_id"]
-            book = Spreadsheet(sid, spec.get("title", sid))
+            book = Spreadsheet(sid, spec.get("title", sid), shared_with=spec.get("shared_with"))
             for sheet_spec in spec.get("sheets") or [{"title": "Sheet1", "rows": []}]:
                 seed_sheet(book, sheet_spec)
         except ApiError as exc:
@@ -62,6 +62,16 @@ def add_control_routes(app: FastAPI, emulator: Emulator) -> None:
             return _error(bad_request(f"bad spreadsheet spec: {exc}"))
         emulator.books[sid] = book
         return _json(book.metadata(str(request.base_url).rstrip("/")))
+
+    @app.put("/_emulator/spreadsheets/{sid}/sharing")
+    async def share(sid: str, request: Request) -> Response:
+        """``{"users": [...]}`` may open the spreadsheet (``null``: anyone), as its owner would share it."""
+        spec = await body_of(request)
+        try:
+            emulator.book(sid).shared_with = spec.get("users")
+        except ApiError as exc:
+            return _error(exc)
+        return _json({"spreadsheet_id": sid, "shared_with": spec.get("users")})
 
     @app.delete("/_emulator/spreadsheets/{sid}")
     async def delete_spreadsheet(sid: str) -> Response:

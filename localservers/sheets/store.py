@@ -92,6 +92,7 @@ class Spreadsheet:
     title: str
     sheets: list[Sheet] = field(default_factory=list)
     next_sheet_id: int = 0
+    shared_with: list[str] | None = None  # users who may open it; None: anyone with a valid token
 
     def metadata(self, base_url: str) -> dict[str, object]:
         return {
@@ -377,6 +378,7 @@ def dump_state(spreadsheets: dict[str, Spreadsheet], path: Path) -> None:
     data = {
         sid: {
             "title": book.title,
+            "shared_with": book.shared_with,
             "sheets": [
                 {
                     "sheet_id": s.sheet_id,
@@ -399,7 +401,7 @@ def load_state(path: Path) -> dict[str, Spreadsheet]:
     data = json.loads(path.read_text(encoding="utf-8"))
     books: dict[str, Spreadsheet] = {}
     for sid, book_data in data.items():
-        book = Spreadsheet(sid, book_data["title"])
+        book = Spreadsheet(sid, book_data["title"], shared_with=book_data.get("shared_with"))
         for sheet_data in book_data["sheets"]:
             sheet = book.add_sheet(sheet_data["title"], sheet_data["row_count"], sheet_data["col_count"])
             sheet.sheet_id = sheet_data["sheet_id"]

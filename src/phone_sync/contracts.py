@@ -185,6 +185,7 @@ class WriteBack(Contract):
     selected: int
     batches: int
     batches_failed: list[str]  # labels of the batches whose rows were not processed
+    problem: str | None = None  # a set-up failure among the batches (refused credentials, ...), for the report
     written: int
     not_placed: int
     fhir_requests: int

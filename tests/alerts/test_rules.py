@@ -135,6 +135,20 @@ def test_run_alert_has_the_counts_when_the_report_is_readable() -> None:
     assert "clear those batches" in alert.text
 
 
+def test_run_alert_names_the_step_that_stopped_the_run_and_why() -> None:
+    problem = (
+        "extract_rows: region alerts_probe: header 'phone_number' not found on row 1 of worksheet 'patients' "
+        "(headers there: 'nik', 'nomor_hp'); also 3302011234567890"
+    )
+    pushed = {"problem": problem, "link": "x"}
+    alert = run_failed(region_config(), context(ti=FakeTI(pushed=pushed), reason="task_failure"))
+
+    assert alert.headline == "run failed at extract_rows"
+    assert "Cause: extract_rows: region alerts_probe: header 'phone_number' not found" in alert.text
+    assert "'nomor_hp'" in alert.text
+    assert "3302011234567890" not in json.dumps(alert.payload), "the cause is scrubbed once more"
+
+
 def test_run_alert_from_a_minimal_callback_context() -> None:
     """The DAG processor may pass only ``dag``, ``run_id`` and ``reason``."""
     alert = run_failed(region_config(), {"run_id": RUN_ID, "reason": "all_tasks_deadlocked"})

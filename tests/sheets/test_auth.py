@@ -7,6 +7,7 @@ from google.auth.exceptions import InvalidOperation
 from gspread.exceptions import APIError
 
 from localservers.sheets.keyfile import demo_keyfile
+from phone_sync.sheets.errors import SheetsSetupError
 from phone_sync.sheets.rows import read_rows
 from phone_sync.sheets.statuses import StatusCell, write_statuses
 
@@ -47,7 +48,9 @@ def test_a_token_without_the_spreadsheets_scope_is_refused(emulator, make_hook, 
         scope="https://www.googleapis.com/auth/cloud-platform",
     )
 
-    with pytest.raises(APIError) as caught:
+    with pytest.raises(SheetsSetupError, match="lacks the spreadsheets scope") as caught:
         read_rows(hook, sheets_config(spreadsheet_id))
 
-    assert caught.value.code == 403
+    assert "auth/cloud-platform" in str(caught.value)
+    assert isinstance(caught.value.__context__, APIError)
+    assert caught.value.__context__.code == 403

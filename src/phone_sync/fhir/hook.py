@@ -18,6 +18,8 @@ from phone_sync.http.pacing import Backoff, RateLimiter
 from phone_sync.http.retry import HttpRetry, RetriesExhausted
 
 FHIR_JSON = "application/fhir+json"
+# Requests whose 403 means the credentials lack a permission (a 403 on one patient's PUT or read is that row's).
+ACCESS_CHECKED = frozenset({"search", "batch", "metadata"})
 
 
 class FhirHook(BaseHook):
@@ -168,6 +170,11 @@ class FhirHook(BaseHook):
         if response.status_code == 401 and with_auth:
             raise FhirAuthError(
                 f"connection '{self.fhir_conn_id}': the FHIR server refused the credentials (HTTP 401 on {label})"
+            )
+        if response.status_code == 403 and with_auth and kind in ACCESS_CHECKED:
+            raise FhirAuthError(
+                f"connection '{self.fhir_conn_id}': the FHIR server refused access (HTTP 403 on {label}); "
+                "the credentials lack a permission this region needs"
             )
         return response
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from phone_sync.contracts import Batch, BatchResult, Decided
+from phone_sync.contracts import Batch, BatchResult, Decided, Failure
 from phone_sync.outcomes import Outcome, Reason, Status
 
 
@@ -19,26 +19,31 @@ class Collected:
     not_processed: list[Status]  # the rows of failed batches (also in ``statuses``)
     failed_labels: list[str]  # "rows 2-101" of each failed batch
     fhir_requests: int
+    problem: str | None = None  # the first set-up failure among the batches ("process_batch: ..."), if any
 
 
 def collect_statuses(
     decided: Decided,
     batches: list[Batch],
     results: list[BatchResult],
-    failure_of: Callable[[int], str | None] = lambda index: None,
+    failure_of: Callable[[int], Failure | None] = lambda index: None,
 ) -> Collected:
     """Decided statuses, each batch's statuses, and a ``batch not processed`` status for every row of a
-    batch without a result; ``failure_of(index)`` is the reason that batch's task recorded."""
+    batch without a result; ``failure_of(index)`` is what that batch's task recorded when it failed."""
     done = {result.index: result for result in results}
     statuses = list(decided.statuses)
     not_processed: list[Status] = []
     failed_labels: list[str] = []
+    problem: str | None = None
     for batch in batches:
         if batch.index in done:
             statuses += done[batch.index].statuses
             continue
         failed_labels.append(batch.label)
-        reason = failure_of(batch.index) or "task failed"
+        failure = failure_of(batch.index)
+        reason = failure.reason if failure else "task failed"
+        if failure and failure.setup and problem is None:
+            problem = f"{failure.task}: {failure.reason}"
         not_processed += [
             Status(
                 row=row.row,
@@ -55,4 +60,5 @@ def collect_statuses(
         not_processed=not_processed,
         failed_labels=failed_labels,
         fhir_requests=sum(result.fhir_requests for result in done.values()),
+        problem=problem,
     )

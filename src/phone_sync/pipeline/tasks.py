@@ -203,9 +203,9 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
         batches = [Batch.from_xcom(b, sealer) for b in ti.xcom_pull(task_ids=TaskId.CLEAN, map_indexes=-1) or []]
         results = [BatchResult.from_xcom(r, sealer) for r in _batch_results(ti)]
 
-        def failure_of(index: int) -> str | None:
+        def failure_of(index: int) -> Failure | None:
             value = ti.xcom_pull(task_ids=TaskId.BATCH, key=XComKey.FAILURE, map_indexes=index)
-            return Failure.from_xcom(value).reason if value is not None else None
+            return Failure.from_xcom(value) if value is not None else None
 
         collected = collect_statuses(decided, batches, results, failure_of)
         batch_log.row_lines(TaskId.WRITE_BACK, collected.not_processed)
@@ -244,6 +244,7 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
             selected=decided.selected,
             batches=len(batches),
             batches_failed=collected.failed_labels,
+            problem=collected.problem,
             written=written.written,
             not_placed=len(written.not_placed),
             fhir_requests=collected.fhir_requests,
@@ -276,7 +277,7 @@ def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
     ti, run_id = context["ti"], context["run_id"]
     written_xcom = ti.xcom_pull(task_ids=TaskId.WRITE_BACK, map_indexes=-1)
     written = WriteBack.from_xcom(written_xcom) if written_xcom is not None else None
-    problem = None
+    problem = written.problem if written else None
     if written is None:
         failure = _upstream_failure(ti)
         problem = f"{failure.task}: {failure.reason}" if failure else "an earlier step did not finish; see the grid"
@@ -301,10 +302,9 @@ def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
         region=config.region,
         **{k.replace(" ", "_"): v for k, v in values.items() if k not in ("link", "run id", "start")},
     )
-    if problem is not None:
+    if written is None:
         ti.xcom_push(key=XComKey.REPORT, value=values)
-        raise AirflowFailException(f"The run did not reach its batches' end: {problem}")
-    assert written is not None
+        raise AirflowFailException(f"The run stopped before writing statuses: {problem}")
     # After the append and before any raise, so a retried report cannot alert twice.
     check_failure_rate(config, values, context)
     send_digest(config, values, context)

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from phone_sync.config import SheetsConfig
+from phone_sync.errors import SetupError
 
 from .a1 import cell_range, row_range
 from .hook import SheetsHook
@@ -20,15 +21,16 @@ log = logging.getLogger(__name__)
 WRITE_FIELDS = ("status", "run_time", "run_id", "status_link")
 
 
-class MissingHeaderError(ValueError):
-    """A configured header is not on the header row; names the header and the worksheet."""
+class MissingHeaderError(SetupError, ValueError):
+    """A configured header is not on the header row (renamed?); names it and the headers that are there."""
 
     def __init__(self, header: str, worksheet: str, header_row: int, found: list[str]) -> None:
         self.header = header
         self.worksheet = worksheet
         super().__init__(
             f"header {header!r} not found on row {header_row} of worksheet {worksheet!r} "
-            f"(headers there: {', '.join(repr(h) for h in found if h) or 'none'})"
+            f"(headers there: {', '.join(repr(h) for h in found if h) or 'none'}); "
+            "fix the header in the sheet or sheets.columns in the region file"
         )
 
 

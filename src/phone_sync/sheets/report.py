@@ -16,6 +16,7 @@ from phone_sync.config import SheetsConfig
 from phone_sync.report import REPORT_COLUMNS
 
 from .a1 import quote_sheet
+from .errors import explains_setup_errors
 from .hook import SheetsHook
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def _append(hook: SheetsHook, sheets: SheetsConfig, lines: list[list[object]]) -
     hook.append_values(sheets.spreadsheet_id, f"{quote_sheet(sheets.report_worksheet)}!A1", lines)
 
 
+@explains_setup_errors
 def append_report(hook: SheetsHook, sheets: SheetsConfig, values: dict[str, object]) -> None:
     """Append this run's row to the report tab, creating the tab with a header row if missing.
 

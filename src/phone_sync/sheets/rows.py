@@ -14,6 +14,7 @@ from datetime import date
 from phone_sync.config import SheetsConfig
 
 from .a1 import cell_range
+from .errors import explains_setup_errors
 from .headers import MissingHeaderError, read_header, require
 from .hook import SheetsHook
 from .values import CellValue, as_date, as_text, is_empty
@@ -51,6 +52,7 @@ def read_rows(hook: SheetsHook, sheets: SheetsConfig) -> list[SheetRow]:
     return read_table(hook, sheets).rows
 
 
+@explains_setup_errors
 def read_table(hook: SheetsHook, sheets: SheetsConfig) -> SheetTable:
     """:func:`read_rows` plus the column of each field (same two requests)."""
     header = read_header(hook, sheets)

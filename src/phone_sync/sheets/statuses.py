@@ -24,6 +24,7 @@ from phone_sync.config import SheetsConfig
 from phone_sync.masking import mask
 
 from .a1 import cell_range, row_range
+from .errors import explains_setup_errors
 from .headers import HeaderRow, ensure_grid_columns, plan_write_columns, read_header, require
 from .hook import SheetsHook
 from .values import as_text
@@ -234,6 +235,7 @@ def _read_identity(
     return header, (values or [[]])[0]
 
 
+@explains_setup_errors
 def write_statuses(
     hook: SheetsHook,
     sheets: SheetsConfig,

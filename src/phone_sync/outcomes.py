@@ -33,21 +33,21 @@ PHONE_PROBLEMS = {
 
 
 class Outcome(StrEnum):
-    """A row's outcome: its status prefix in the sheet, its report column, whether alerts count it failed.
-
-    Declared in report order.
-    """
+    """A row's outcome: its status prefix in the sheet, its report column, whether alerts count it failed,
+    and whether the run settled it (a queued row waits for the next run). Declared in report order."""
 
     prefix: str
     report_column: str
     is_failure: bool
+    settled: bool
 
-    def __new__(cls, code: str, prefix: str, report_column: str, is_failure: bool) -> Outcome:
+    def __new__(cls, code: str, prefix: str, report_column: str, is_failure: bool, settled: bool = True) -> Outcome:
         member = str.__new__(cls, code)
         member._value_ = code
         member.prefix = prefix
         member.report_column = report_column
         member.is_failure = is_failure
+        member.settled = settled
         return member
 
     UPDATED = "updated", "success", "updated", False
@@ -57,6 +57,7 @@ class Outcome(StrEnum):
     CONFLICT = "conflict", "failed", "conflicts", True
     FAILED = "failed", "failed", "failed", True
     SKIPPED = "skipped", "skipped", "skipped", False
+    QUEUED = "queued", "queued", "queued", False, False
 
 
 class Reason(StrEnum):
@@ -80,6 +81,7 @@ class Reason(StrEnum):
     NEWER_ON_RECORD = "newer_on_record", "newer number on record"
     REJECTED = "rejected", "rejected by the FHIR server: {detail}"
     PARTIAL = "partial", "{detail}"
+    QUEUED = "queued", "more rows than one run may take ({detail} batches); the next run sends it"
 
 
 class Status(BaseModel):
@@ -134,4 +136,4 @@ def count(statuses: Iterable[Status]) -> dict[Outcome, int]:
 
 
 FAILURE_COLUMNS: tuple[str, ...] = tuple(o.report_column for o in Outcome if o.is_failure)
-OUTCOME_COLUMNS: tuple[str, ...] = tuple(o.report_column for o in Outcome)
+SETTLED_COLUMNS: tuple[str, ...] = tuple(o.report_column for o in Outcome if o.settled)

@@ -1,7 +1,9 @@
 """The run report: its columns, and the values of one run. Pure: the tab writer lives in ``sheets.report``.
 
-One definition serves the report tab, the task that fills it and the alerts that quote it; the outcome
-columns come from :class:`phone_sync.outcomes.Outcome`.
+One definition serves the report tab, the task that fills it and the alerts that quote it. Every
+:class:`~phone_sync.outcomes.Outcome` has its column (a test holds them together). Columns added after a
+region's first report go at the end: the tab keeps the header it was created with, and rows are appended
+by position.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from phone_sync.contracts import WriteBack
-from phone_sync.outcomes import OUTCOME_COLUMNS
 
 REPORT_COLUMNS: tuple[str, ...] = (
     "run id",
@@ -17,16 +18,24 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "start",
     "duration",
     "rows read",
-    *OUTCOME_COLUMNS,
+    "updated",
+    "unchanged",
+    "not found",
+    "invalid phone",
+    "conflicts",
+    "failed",
+    "skipped",
     "batches failed",
     "statuses not placed",
     "FHIR requests",
     "Sheets requests",
     "link",
-    "problem",  # last, so report tabs made before it keep their columns
+    # Added later, so at the end:
+    "problem",
+    "queued",
 )
 # The numeric columns: what an alert may show of a run.
-COUNT_COLUMNS = REPORT_COLUMNS[REPORT_COLUMNS.index("rows read") : REPORT_COLUMNS.index("link")]
+COUNT_COLUMNS = (*REPORT_COLUMNS[REPORT_COLUMNS.index("rows read") : REPORT_COLUMNS.index("link")], "queued")
 
 
 def report_values(

@@ -159,6 +159,57 @@ def test_ambiguous_move_is_reported_not_written(emulator, hook, spreadsheet_id, 
     assert "****1111" in caplog.text
 
 
+def _duplicated(emulator, hook, spreadsheet_id, identifiers):
+    """The sheet's rows and a status for each, naming the row it was read at (the winner says success)."""
+    seed(emulator, spreadsheet_id, identifiers)
+    sheets = sheets_config(spreadsheet_id)
+    cells = [StatusCell(r.row, r.identifier, f"read at {r.row}") for r in read_rows(hook, sheets)]
+    return sheets, cells
+
+
+def test_a_duplicated_identifier_follows_rows_inserted_above(emulator, hook, spreadsheet_id):
+    sheets, cells = _duplicated(emulator, hook, spreadsheet_id, ["X", "X", "B"])
+    emulator.edit(
+        spreadsheet_id, "Sheet1", {"op": "insert", "row": 2, "count": 2, "values": [["N1", "0"], ["N2", "0"]]}
+    )
+
+    result = write_statuses(hook, sheets, cells, None, None)
+
+    # Before: row 3 still held X, so "read at 3" was written there, on the row that was read at 2.
+    assert statuses(emulator, spreadsheet_id, 2, 6) == ["", "", "read at 2", "read at 3", "read at 4"]
+    assert (result.written, result.moved, result.not_placed) == (3, 3, [])
+
+
+def test_a_duplicated_identifier_keeps_its_order_when_rows_go_in_between(emulator, hook, spreadsheet_id):
+    sheets, cells = _duplicated(emulator, hook, spreadsheet_id, ["X", "B", "X"])
+    emulator.edit(
+        spreadsheet_id,
+        "Sheet1",
+        {"op": "insert", "row": 2, "values": [["N1", "0"]]},
+        {"op": "insert", "row": 4, "count": 2, "values": [["N2", "0"], ["N3", "0"]]},
+    )
+
+    result = write_statuses(hook, sheets, cells, None, None)
+
+    assert emulator.column_values(spreadsheet_id, "Sheet1", "A", 2, 7) == ["N1", "X", "N2", "N3", "B", "X"]
+    assert statuses(emulator, spreadsheet_id, 2, 7) == ["", "read at 2", "", "", "read at 3", "read at 4"]
+    assert result.not_placed == []
+
+
+def test_a_genuinely_ambiguous_duplicate_is_not_placed(emulator, hook, spreadsheet_id):
+    sheets, cells = _duplicated(emulator, hook, spreadsheet_id, ["X", "X", "B", "C", "D"])
+    # A third X is pasted between the two, which then sit at different offsets: no rule fits.
+    emulator.edit(spreadsheet_id, "Sheet1", {"op": "insert", "row": 3, "values": [["X", "0"]]})
+    emulator.edit(spreadsheet_id, "Sheet1", {"op": "insert", "row": 2, "values": [["N1", "0"]]})
+
+    result = write_statuses(hook, sheets, cells, None, None)
+
+    assert emulator.column_values(spreadsheet_id, "Sheet1", "A", 2, 5) == ["N1", "X", "X", "X"]
+    assert result.not_placed == [2, 3]
+    assert statuses(emulator, spreadsheet_id, 3, 5) == ["", "", ""]
+    assert statuses(emulator, spreadsheet_id, 6, 8) == ["read at 4", "read at 5", "read at 6"]
+
+
 def test_deleted_row_is_not_placed(emulator, hook, spreadsheet_id):
     seed(emulator, spreadsheet_id, ["A", "B", "C"])
     sheets = sheets_config(spreadsheet_id)

@@ -42,9 +42,16 @@ def test_a_status_is_only_ever_placed_beside_its_own_identifier(before, after):
     for p in placed:
         assert 0 <= p.row - 2 < len(after)
         assert after[p.row - 2] == p.cell.identifier
-        if p.row != p.cell.row:  # moved: only when the identifier is unique now
-            assert after.count(p.cell.identifier) == 1
     assert len(placed) + len(lost) == len(cells)
+    for ident in set(before):
+        mine = sorted((p.cell.row, p.row) for p in placed if p.cell.identifier == ident)
+        assert [new for _, new in mine] == sorted(new for _, new in mine), "one identifier's rows keep their order"
+        moved = [(old, new) for old, new in mine if old != new]
+        if moved and after.count(ident) > 1:  # duplicates follow only together: one offset, or in order
+            offsets = {new - old for old, new in mine}
+            assert len(offsets) == 1 or len(mine) == after.count(ident) == before.count(ident)
+        if not ident:
+            assert not moved, "a row read without identifier is never followed"
 
 
 @given(st.lists(st.integers(min_value=2, max_value=400), unique=True, max_size=200), st.integers(400, 3000))

@@ -175,6 +175,7 @@ def test_the_outcome_table_drives_report_columns_and_failures() -> None:
         "conflicts",
         "failed",
         "skipped",
+        "queued",
     ]
     assert {o for o in Outcome if o.is_failure} == {
         Outcome.NOT_FOUND,
@@ -183,3 +184,32 @@ def test_the_outcome_table_drives_report_columns_and_failures() -> None:
         Outcome.FAILED,
     }
     assert all(Status(row=1, identifier="X", outcome=o).text.startswith(o.prefix) for o in Outcome)
+
+
+def test_batches_beyond_the_deployment_limit_are_queued_for_the_next_run() -> None:
+    rows = [selected(row, "081234567890", f"ID{row}") for row in range(2, 252)]
+    cleaned = clean_and_batch(rows, PhoneRules(), RUN_DATE, 100, max_batches=2)
+    assert [b.label for b in cleaned.batches] == ["rows 2-101", "rows 102-201"]
+    queued = [s for s in cleaned.decided if s.outcome is Outcome.QUEUED]
+    assert [s.row for s in queued] == list(range(202, 252))
+    assert queued[0].text == ("queued: more rows than one run may take (2 batches); the next run sends it (clean-r202)")
+    assert not Outcome.QUEUED.is_failure
+    assert not Outcome.QUEUED.settled
+
+
+@pytest.mark.parametrize("retry_failed", [True, False])
+def test_queued_rows_are_picked_first_whatever_the_interval(retry_failed: bool) -> None:
+    queued = "queued: more rows than one run may take (2 batches); the next run sends it (clean-r5)"
+    rows = [sheet_row(5, queued, feed=date(2026, 11, 1)), sheet_row(6, "", feed=date(2026, 11, 1))]
+    rules = RowSelection(select="data_interval", retry_failed=retry_failed)
+    selection = select_rows(rows, rules, Interval(date(2026, 11, 26), date(2026, 11, 27)))
+    assert [r.row for r in selection.rows] == [5]
+    assert selection.reasons["queued by an earlier run"] == 1
+
+
+def test_every_outcome_has_its_report_column() -> None:
+    from phone_sync.report import COUNT_COLUMNS, REPORT_COLUMNS
+
+    for outcome in Outcome:
+        assert REPORT_COLUMNS.count(outcome.report_column) == 1, outcome
+        assert outcome.report_column in COUNT_COLUMNS

@@ -27,7 +27,7 @@ from phone_sync.alerts.message import (
 )
 from phone_sync.config import RegionConfig
 from phone_sync.contracts import TaskId, XComKey
-from phone_sync.outcomes import FAILURE_COLUMNS, OUTCOME_COLUMNS
+from phone_sync.outcomes import FAILURE_COLUMNS, SETTLED_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def failure_rate(values: Mapping[str, Any]) -> tuple[int, int]:
     """(rows that failed, rows given a status) from the report values; failed = failed + invalid phone +
     not found + conflicts. Skipped rows count as processed: a newer number on record is not an error."""
     counts = safe_counts(values)
-    return sum(counts.get(key, 0) for key in FAILURE_COLUMNS), sum(counts.get(key, 0) for key in OUTCOME_COLUMNS)
+    return sum(counts.get(key, 0) for key in FAILURE_COLUMNS), sum(counts.get(key, 0) for key in SETTLED_COLUMNS)
 
 
 def failure_rate_alert(

@@ -26,8 +26,14 @@ def _failed(row: ExtractedRow, identifier: str, outcome: Outcome, reason: Reason
     return Status(row=row.row, identifier=identifier, outcome=outcome, reason=reason, detail=detail)
 
 
-def clean_and_batch(rows: list[ExtractedRow], rules: PhoneRules, fallback_date: date, batch_size: int) -> Cleaned:
-    """Clean every row, keep the latest row per identifier, and cut the rest into batches."""
+def clean_and_batch(
+    rows: list[ExtractedRow], rules: PhoneRules, fallback_date: date, batch_size: int, max_batches: int | None = None
+) -> Cleaned:
+    """Clean every row, keep the latest row per identifier, and cut the rest into batches.
+
+    At most ``max_batches`` batches (Airflow maps no more than ``[core] max_map_length`` tasks): the rows
+    of the batches beyond are queued for the next run, which picks them up first.
+    """
     decided: list[Status] = []
     valid: dict[str, list[tuple[ExtractedRow, str, str | None]]] = {}
     for row in rows:
@@ -55,6 +61,19 @@ def clean_and_batch(rows: list[ExtractedRow], rules: PhoneRules, fallback_date: 
 
     winners.sort(key=lambda r: r.row)
     chunks = [winners[start : start + batch_size] for start in range(0, len(winners), batch_size)]
+    if max_batches is not None and len(chunks) > max_batches:
+        decided += [
+            Status(
+                row=r.row,
+                identifier=r.identifier,
+                outcome=Outcome.QUEUED,
+                reason=Reason.QUEUED,
+                detail=str(max_batches),
+            )
+            for chunk in chunks[max_batches:]
+            for r in chunk
+        ]
+        chunks = chunks[:max_batches]
     batches = [
         Batch(index=index, label=f"rows {chunk[0].row}-{chunk[-1].row}", rows=chunk)
         for index, chunk in enumerate(chunks)

@@ -8,6 +8,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from phone_sync.config import RowSelection
+from phone_sync.outcomes import Outcome
 
 if TYPE_CHECKING:  # the Sheets client is not loaded in task processes that never talk to Sheets
     from phone_sync.sheets.rows import SheetRow
@@ -32,10 +33,18 @@ class Selection:
     reasons: Counter[str]
 
 
+QUEUED_PREFIX = f"{Outcome.QUEUED.prefix}:"
+
+
 def wants_processing(status: str, rules: RowSelection) -> bool:
-    """Empty status: never processed. ``failed...``: retried when the region says so."""
+    """Empty status: never processed. ``queued:``: an earlier run left it for this one. ``failed...``:
+    retried when the region says so."""
     text = status.strip().lower()
-    return not text or (rules.retry_failed and text.startswith("failed"))
+    return not text or text.startswith(QUEUED_PREFIX) or (rules.retry_failed and text.startswith("failed"))
+
+
+def _queued(status: str) -> bool:
+    return status.strip().lower().startswith(QUEUED_PREFIX)
 
 
 def select_rows(rows: list[SheetRow], rules: RowSelection, interval: Interval | None) -> Selection:
@@ -50,6 +59,9 @@ def select_rows(rows: list[SheetRow], rules: RowSelection, interval: Interval | 
     for row in rows:
         if not wants_processing(row.status, rules):
             reasons["status already set"] += 1
+        elif _queued(row.status):  # its own run already chose it, whatever this run's interval
+            picked.append(row)
+            reasons["queued by an earlier run"] += 1
         elif rules.select != "data_interval" or interval is None:
             picked.append(row)
             reasons["status empty" if not row.status.strip() else "retrying failed"] += 1

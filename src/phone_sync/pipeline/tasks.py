@@ -82,6 +82,13 @@ def _sealer(config: RegionConfig) -> Sealer:
     return sealer_for(config.phi_key_conn_id)
 
 
+def _max_batches() -> int:
+    """The deployment's ``[core] max_map_length``: more mapped batches than this, and Airflow refuses the run."""
+    from airflow.sdk.configuration import conf
+
+    return conf.getint("core", "max_map_length", fallback=1024)
+
+
 def _interval(context: Any, config: RegionConfig) -> Interval | None:
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is None or end is None:
@@ -130,7 +137,7 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Any) -> lis
         sealer = _sealer(config)
         extracted = Extracted.from_xcom(extracted_xcom, sealer)
         fallback = config.local_date(_logical_moment(context))
-        cleaned = clean_and_batch(extracted.rows, config.phone, fallback, config.batch_size)
+        cleaned = clean_and_batch(extracted.rows, config.phone, fallback, config.batch_size, _max_batches())
         decided = cleaned.decided + [
             Status(row=r.row, identifier=r.identifier, outcome=Outcome.FAILED, reason=Reason.FEED_DATE_MISSING)
             for r in extracted.missing_feed_date
@@ -147,6 +154,7 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Any) -> lis
             invalid_by_reason={reason: invalid.count(reason) for reason in sorted(set(invalid))},
             superseded=counts[Outcome.SKIPPED],
             other_failures=counts[Outcome.FAILED],
+            queued_for_next_run=counts[Outcome.QUEUED],
         )
         context["ti"].xcom_push(
             key=XComKey.DECIDED,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -66,39 +65,68 @@ class _Placed:
 def place(cells: list[StatusCell], current: list[object], first_row: int) -> tuple[list[_Placed], list[StatusCell]]:
     """Match each status to the row that holds its identifier now.
 
-    ``current`` is the identifier column as re-read, starting at sheet row ``first_row``.
-    A row that still holds the identifier gets it; otherwise the identifier's new row if it is
-    the only one; otherwise nothing. A row read without an identifier cannot be followed: its
-    status goes only where a row without identifier still is. Two statuses never claim the same row: one that stayed put
-    beats one that moved, and two that moved to one row are both left out.
+    ``current`` is the identifier column as re-read, starting at sheet row ``first_row``. The statuses of
+    one identifier are placed together (:func:`_follow`): where they all still are; else where they all
+    moved by one offset (rows inserted or deleted above); else, when the sheet holds that identifier as
+    many times as there are statuses, in their order. Failing that, and only when the identifier is on
+    one row at most, each on its own: the status read there keeps it, or else the one status whose row
+    moved follows it. Anything else is ambiguous and not placed (the report counts it). A row read without
+    an identifier cannot be followed: its status goes only where a row without identifier still is. Two
+    statuses never claim the same row.
     """
     texts = [as_text(v) for v in current]  # type: ignore[arg-type]
-    seen = Counter(texts)
-    unique_row = {text: first_row + i for i, text in enumerate(texts) if text and seen[text] == 1}
+    now: dict[str, list[int]] = {}
+    for index, text in enumerate(texts):
+        now.setdefault(text, []).append(first_row + index)
+    groups: dict[str, list[StatusCell]] = {}
+    for cell in sorted(cells, key=lambda c: c.row):
+        groups.setdefault(cell.identifier, []).append(cell)
 
-    def now_at(row: int) -> str | None:
-        """The identifier there now; ``None`` past the data (a row without identifier is ``""``)."""
-        index = row - first_row
-        return texts[index] if 0 <= index < len(texts) else None
-
-    stayed: dict[int, StatusCell] = {}
-    moved: dict[int, list[StatusCell]] = {}
+    placed: list[_Placed] = []
     lost: list[StatusCell] = []
-    for cell in cells:
-        if now_at(cell.row) == cell.identifier and cell.row not in stayed:
-            stayed[cell.row] = cell
-        elif cell.identifier and cell.identifier in unique_row:
-            moved.setdefault(unique_row[cell.identifier], []).append(cell)
+    for identifier, group in groups.items():
+        rows = now.get(identifier, [])
+        if not identifier:  # nothing to follow: only where a row without identifier still is
+            empty = set(rows)
+            targets: list[int | None] = [cell.row if cell.row in empty else None for cell in group]
         else:
-            lost.append(cell)
-    placed = [_Placed(row, cell) for row, cell in stayed.items()]
-    for row, claimants in moved.items():
-        if row in stayed or len(claimants) > 1:
-            lost.extend(claimants)
-        else:
-            placed.append(_Placed(row, claimants[0]))
+            targets = _follow(group, rows) or _one_by_one(group, rows)
+        for cell, row in zip(group, targets, strict=True):
+            if row is None:
+                lost.append(cell)
+            else:
+                placed.append(_Placed(row, cell))
     placed.sort(key=lambda p: p.row)
     return placed, lost
+
+
+def _follow(group: list[StatusCell], rows: list[int]) -> list[int | None] | None:
+    """Rows for the statuses of one identifier (sorted) if they moved together; ``None`` if they did not.
+
+    ``rows`` are the rows that hold the identifier now, in order. One offset that fits every status
+    (0 first: nothing moved), else order when the counts match.
+    """
+    holding = set(rows)
+    offsets = [d for d in dict.fromkeys(row - group[0].row for row in rows) if all(c.row + d in holding for c in group)]
+    if 0 in offsets:
+        return [cell.row for cell in group]
+    if len(offsets) == 1:
+        return [cell.row + offsets[0] for cell in group]
+    if len(rows) == len(group) and len(group) > 1:
+        return list(rows)
+    return None
+
+
+def _one_by_one(group: list[StatusCell], rows: list[int]) -> list[int | None]:
+    """Each status alone, when the identifier is on at most one row now: the status read there stays,
+    else a single status follows it. Several rows that did not move together are too ambiguous to guess."""
+    if len(rows) > 1:
+        return [None] * len(group)
+    targets: list[int | None] = [cell.row if cell.row in rows else None for cell in group]
+    movers = [i for i, target in enumerate(targets) if target is None]
+    if rows and rows[0] not in targets and len(movers) == 1:
+        targets[movers[0]] = rows[0]
+    return targets
 
 
 def _runs(rows: list[int]) -> Iterator[tuple[int, int]]:
@@ -222,7 +250,9 @@ def _read_identity(
             return header, (column_range.get("values") or [[]])[0]
         log.info(
             "Identifier header %r moved from column %d to %d since the rows were read; re-reading it",
-            sheets.columns.identifier, hint, column,
+            sheets.columns.identifier,
+            hint,
+            column,
         )
     else:
         header = read_header(hook, sheets)
@@ -271,7 +301,10 @@ def write_statuses(
     for cell in lost:
         log.warning(
             "Status for row %d (identifier %s) not written: the row no longer holds it and it is not "
-            "unique elsewhere in worksheet %r", cell.row, mask(cell.identifier), sheets.worksheet,
+            "unique elsewhere in worksheet %r",
+            cell.row,
+            mask(cell.identifier),
+            sheets.worksheet,
         )
 
     ranges = new_headers + value_ranges(sheets.worksheet, placed, columns, run_id, run_time)
@@ -290,6 +323,10 @@ def write_statuses(
     result.requests = hook.request_count - before
     log.info(
         "Wrote %d statuses to worksheet %r (%d followed a moved row, %d not placed) in %d Sheets requests",
-        result.written, sheets.worksheet, result.moved, len(result.not_placed), result.requests,
+        result.written,
+        sheets.worksheet,
+        result.moved,
+        len(result.not_placed),
+        result.requests,
     )
     return result

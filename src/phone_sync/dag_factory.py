@@ -18,7 +18,6 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, dag, get_current_context
 from phone_sync.alerts.dispatch import batch_callbacks, dag_callbacks
 from phone_sync.config import DAG_ID_PREFIX, RegionConfig, RegionConfigError, load_regions
 from phone_sync.contracts import TaskId, XComKey
-from phone_sync.pools import pool_name
 
 CONFIG_ERROR_TAG = "config-error"
 
@@ -107,7 +106,6 @@ def build_region_dag(config: RegionConfig) -> DAG:
             task_id=TaskId.BATCH,
             map_index_template="{{ batch_label }}",
             show_return_value_in_logs=False,
-            pool=pool_name(config),
             max_active_tis_per_dag=config.max_parallel_batches,
             **batch_callbacks(config),
         )

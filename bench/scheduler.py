@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-from bench.airflow_dags import FLOOR_DAG_ID, FLOOR_POOL
+from bench.airflow_dags import FLOOR_DAG_ID
 from localservers.airflow_cluster import AirflowCluster
 
 DAG_FILE = (
@@ -78,7 +78,7 @@ def _timed_run(cluster: AirflowCluster, dag_id: str, timeout: float = 900) -> di
 
 
 def run_side_by_side(workdir: Path, connections: dict[str, str], regions_dir: Path, dag_id: str,
-                     batches: int, slots: int) -> dict[str, Any]:
+                     batches: int) -> dict[str, Any]:
     """Floor first, then the region's DAG, in one Airflow; RSS per task process for both."""
     dags, plugins = workdir / "dags", workdir / "plugins"
     for folder in (dags, plugins):
@@ -96,7 +96,6 @@ def run_side_by_side(workdir: Path, connections: dict[str, str], regions_dir: Pa
         "BENCH_RSS_FILE": str(rss_file),
     }
     with AirflowCluster(workdir / "airflow", extra_env=env) as cluster:
-        cluster.api("POST", "/pools", json={"name": FLOOR_POOL, "slots": slots, "include_deferred": False})
         for dag in (FLOOR_DAG_ID, dag_id):
             cluster.wait_for_dag(dag, timeout=180)
             cluster.unpause(dag)

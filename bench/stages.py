@@ -143,8 +143,7 @@ def scheduler(config: RegionConfig, scenario: Scenario, region_file: Path, workd
 
     with bench_region(config, scenario, workdir / "servers") as region:
         batches = batch_count(config, scenario)
-        out = run_side_by_side(workdir, region.connections, region_file.parent, config.dag_id, batches,
-                               config.max_parallel_batches)
+        out = run_side_by_side(workdir, region.connections, region_file.parent, config.dag_id, batches)
         counts = request_counts(region)
         lost = statuses_lost(region, scenario)
     run, floor = out["region"], out["floor"]

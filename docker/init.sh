@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-shot set-up of the stack (the airflow-init service): metadata DB, the admin's password, region pools.
+# One-shot set-up of the stack (the airflow-init service): metadata DB, the admin's password, region check.
 # Safe to re-run: every step is idempotent.
 set -euo pipefail
 
@@ -21,10 +21,6 @@ PY
 else
   echo "phone-sync init: AIRFLOW_ADMIN_PASSWORD not set; see the airflow-apiserver log for a generated password"
 fi
-
-# One pool per region (slots = max_parallel_batches). Without it every batch waits forever.
-echo "phone-sync init: syncing region pools"
-python -m phone_sync.pools
 
 echo "phone-sync init: checking region files"
 python -m phone_sync.check_regions || echo "phone-sync init: some region files are invalid (they show as config-error DAGs)"

@@ -150,13 +150,12 @@ class AirflowCluster:
             raise AirflowError(f"{' '.join(argv[1:4])} exited with {result.returncode}; see {log}")
 
     def start(self, timeout: float = 180.0) -> AirflowCluster:
-        """Migrate the metadata DB, create the region pools, start every component, get a token."""
+        """Migrate the metadata DB, start every component, get a token."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         atexit.register(self.stop)
         airflow = [sys.executable, "-m", "airflow"]
         self._run("db-migrate", [*airflow, "db", "migrate"], timeout)
-        self._run("pools", [sys.executable, "-m", "phone_sync.pools"], 60)
         self.components = [
             Component("api-server", [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(self.port)]),
             Component("scheduler", [*airflow, "scheduler"]),

@@ -1,6 +1,6 @@
 """The demo region in the Airflow UI: ``python -m localservers.standalone [--port 8080]``.
 
-Seeds and starts the local FHIR server and Sheets emulator, creates the region pools, and runs
+Seeds and starts the local FHIR server and Sheets emulator, and runs
 ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; LocalExecutor on SQLite)
 with the demo region's connections. Open the UI, trigger ``phone_sync__demo``, watch the mapped
 ``process_batch`` tasks named by their sheet rows, and clear one. Ctrl-C stops everything it started.
@@ -43,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     # `airflow standalone` starts its components as `airflow ...` from PATH: use this venv's.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     migrate_db(env)
-    subprocess.run([sys.executable, "-m", "phone_sync.pools"], env=os.environ, check=True)
 
     from localservers.scenario import generate
     from localservers.stack import local_region

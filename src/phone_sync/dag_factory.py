@@ -1,13 +1,18 @@
 """Turns region files into DAGs: one ``phone_sync__<region>`` DAG per file in ``include/regions``.
 
 Parse-time work is reading a few JSON files; everything that talks to a server is imported
-and run inside the tasks. A broken region file becomes a visible *config-error DAG* under the
-region's own dag_id instead of an exception, because Airflow 3.3 records import errors per
-Python file: one raised error would hide every region's DAG, not just the broken one.
+and run inside the tasks. A broken region file, or a region whose DAG Airflow refuses, becomes a
+visible *config-error DAG* named after its file instead of an exception, because Airflow 3.3
+records import errors per Python file: one raised error would hide every region's DAG.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import re
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,11 +21,16 @@ import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, dag, get_current_context, task
 
 from phone_sync.alerts.dispatch import batch_callbacks, dag_callbacks
-from phone_sync.config import DAG_ID_PREFIX, RegionConfig, RegionConfigError, load_regions
+from phone_sync.config import DAG_ID_PREFIX, RegionConfig, RegionConfigError, load_regions, printable, regions_dir
 from phone_sync.contracts import TaskId
-from phone_sync.pools import pool_name
 
 CONFIG_ERROR_TAG = "config-error"
+DAG_ID_MAX = 250  # Airflow's limit on a key
+# Outside Airflow's key characters, and a dot before a dot (Airflow refuses ".." in run ids and log paths).
+_NOT_IN_DAG_ID = re.compile(r"[^A-Za-z0-9_.-]|\.(?=\.)")
+SHOWN_PROBLEMS, SHOWN_PROBLEM_CHARS, DESCRIPTION_PROBLEM_CHARS = 20, 300, 1000
+
+log = logging.getLogger(__name__)
 
 
 def _task_args(config: RegionConfig) -> dict[str, Any]:
@@ -107,7 +117,6 @@ def build_region_dag(config: RegionConfig) -> DAG:
             task_id=TaskId.BATCH,
             map_index_template="{{ batch_label }}",
             show_return_value_in_logs=False,
-            pool=pool_name(config),
             max_active_tis_per_dag=config.max_parallel_batches,
             **batch_callbacks(config),
         )
@@ -138,20 +147,73 @@ def build_region_dag(config: RegionConfig) -> DAG:
     return phone_sync()
 
 
-def build_config_error_dag(error: RegionConfigError) -> DAG:
-    """A DAG that shows an operator which region file is broken, and why, without running anything."""
-    region = error.path.stem
-    problems = "\n".join(f"* `{problem}`" for problem in error.problems)
+def config_error_dag_id(file_name: str, hash_chars: int = 0) -> str:
+    """The dag_id under which a broken region file shows: ``phone_sync__<file name without .json>``.
+
+    Characters Airflow refuses become ``_``; when that changed the name (or ``hash_chars`` asks for it,
+    on a collision) a hash of the exact file name follows, so the id is stable across parses and
+    two files never share one. A region file that breaks keeps its region's dag_id and history.
+    """
+    stem = file_name.removesuffix(".json")
+    clean = _NOT_IN_DAG_ID.sub("_", stem)
+    if not hash_chars and clean and clean == stem and len(DAG_ID_PREFIX) + len(clean) <= DAG_ID_MAX:
+        return DAG_ID_PREFIX + clean
+    digest = hashlib.sha256(os.fsencode(file_name)).hexdigest()[: hash_chars or 8]
+    return f"{DAG_ID_PREFIX}{clean[: DAG_ID_MAX - len(DAG_ID_PREFIX) - len(digest) - 2]}__{digest}"
+
+
+def _config_error_dag_ids(errors: list[RegionConfigError], taken: set[str]) -> dict[Path, str]:
+    """A dag_id per broken file, none equal (ignoring case, as some metadata databases do) to another or to ``taken``.
+
+    Colliding files all move to a longer hash together, so which file gets which id does not depend on order.
+    """
+    used = {dag_id.lower() for dag_id in taken}
+    ids: dict[Path, str] = {}
+    for hash_chars in (0, 8, 64):
+        wanted = {e.path: config_error_dag_id(e.path.name, hash_chars) for e in errors if e.path not in ids}
+        counts = Counter(dag_id.lower() for dag_id in wanted.values())
+        for path, dag_id in wanted.items():
+            if counts[dag_id.lower()] == 1 and dag_id.lower() not in used:
+                ids[path] = dag_id
+        used |= {dag_id.lower() for dag_id in ids.values()}
+    return ids
+
+
+def _code_span(text: str) -> str:
+    """``text`` as a Markdown code span that shows it literally, whatever backticks or markup it holds.
+
+    The fence is longer than any run of backticks inside; the padding spaces are dropped by the renderer.
+    """
+    text = printable(text)
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}"
+
+
+def _clipped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def build_config_error_dag(error: RegionConfigError, dag_id: str) -> DAG:
+    """A DAG that shows an operator which region file is broken, and why, without running anything.
+
+    Unscheduled; paused when new. A region that ran keeps its dag_id and stays unpaused, so fixing the
+    file resumes its schedule; a manual run fails with the problems.
+    """
+    name = printable(error.path.name)
+    shown = [_clipped(printable(problem), SHOWN_PROBLEM_CHARS) for problem in error.problems[:SHOWN_PROBLEMS]]
+    if more := len(error.problems) - len(shown):
+        shown.append(f"... and {more} more (make check-regions lists them all)")
+    problems = "\n".join(f"* {_code_span(problem)}" for problem in shown)
 
     @dag(
-        dag_id=f"{DAG_ID_PREFIX}{region}",
-        dag_display_name=f"Phone sync: {region} (REGION FILE INVALID)",
-        description=f"Invalid region file {error.path.name}: {'; '.join(error.problems)}"[:1000],
+        dag_id=dag_id,
+        dag_display_name=f"Phone sync: {name} (REGION FILE INVALID)",
+        description=f"Invalid region file {name}: " + _clipped("; ".join(shown), DESCRIPTION_PROBLEM_CHARS),
         schedule=None,
         start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
         catchup=False,
         tags=["phone-sync", CONFIG_ERROR_TAG],
-        doc_md=f"### Region file `{error.path.name}` is invalid\n\nFix these fields, then wait for the next parse "
+        doc_md=f"### Region file {_code_span(name)} is invalid\n\nFix these fields, then wait for the next parse "
         f"(or run `make check-regions`):\n\n{problems}\n\nThe region does not run until the file is valid; "
         "other regions are not affected.",
         is_paused_upon_creation=True,
@@ -167,10 +229,23 @@ def build_config_error_dag(error: RegionConfigError) -> DAG:
 
 
 def build_all(directory: Path | None = None) -> dict[str, DAG]:
-    """Every region's DAG by dag_id; broken files give config-error DAGs, never an exception."""
+    """Every region's DAG by dag_id; broken files, and regions Airflow refuses, give config-error DAGs.
+
+    Never raises for a region's sake: Airflow would then show none of them.
+    """
+    directory = directory or regions_dir()
     configs, errors = load_regions(directory)
-    dags = {config.dag_id: build_region_dag(config) for config in configs}
+    dags: dict[str, DAG] = {}
+    for config in configs:
+        try:
+            dags[config.dag_id] = build_region_dag(config)
+        except Exception as exc:  # e.g. a start_date or retry delay beyond what Airflow can hold
+            log.warning("region %s: Airflow refused its DAG", config.region, exc_info=True)
+            problem = f"(DAG): Airflow refused the region's DAG: {type(exc).__name__}: {exc}"
+            errors.append(RegionConfigError(directory / f"{config.region}.json", [problem]))
+    ids = _config_error_dag_ids(errors, taken=set(dags))
     for error in errors:
-        dag_obj = build_config_error_dag(error)
-        dags.setdefault(dag_obj.dag_id, dag_obj)
+        if error.path in ids:
+            log.warning("%s shown as the config-error DAG %s", printable(error.path.name), ids[error.path])
+            dags[ids[error.path]] = build_config_error_dag(error, ids[error.path])
     return dags

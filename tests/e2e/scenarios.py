@@ -7,6 +7,8 @@ look: the FHIR server (phones and versionIds), the sheet (every row's status) an
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from datetime import date, timedelta
 from typing import Any
 
@@ -281,9 +283,7 @@ def two_regions_at_once(world: World, names: tuple[str, str]) -> dict[str, int]:
         peaks[name] = max_concurrency(tis)
         limit = region.config.max_parallel_batches
         assert 1 <= peaks[name] <= limit, f"{name}: {peaks[name]} batches at once, limit {limit}"
-        assert {ti["pool"] for ti in tis} == {dag_ids[name]}, "batches must use the region's own pool"
-        pool = cluster.api("GET", f"/pools/{dag_ids[name]}")
-        assert pool["slots"] == limit, pool
+        assert {ti["pool"] for ti in tis} == {"default_pool"}, "batches need no pool of their own"
         spans[name] = (min(parse_time(t["start_date"]) for t in tis), max(parse_time(t["end_date"]) for t in tis))
 
         # Every FHIR request on this region's server carried this region's token, and only its own.
@@ -303,7 +303,9 @@ def two_regions_at_once(world: World, names: tuple[str, str]) -> dict[str, int]:
 
 
 def broken_region_file(world: World, steady: str, fragile: str) -> dict[str, Any]:
-    """Break one region's file mid-run: the other region's run completes; the broken one shows why."""
+    """Break one region's file mid-run and drop an unedited copy of the running region's file beside it
+    (a file manager names it ``<region> copy.json``): the running region's runs complete; each bad file
+    shows as its own config-error DAG saying why, and none is an import error."""
     cluster = world.cluster
     steady_id, fragile_id = _start(world, steady), _start(world, fragile)
     run_id = cluster.trigger(steady_id)
@@ -312,10 +314,18 @@ def broken_region_file(world: World, steady: str, fragile: str) -> dict[str, Any
     broken = json.loads(path.read_text(encoding="utf-8"))
     broken["batch_size"] = 0  # an operator's typo: must be 1..1000
     path.write_text(json.dumps(broken, indent=2), encoding="utf-8")
+    copy = world.regions_dir / f"{steady} copy.json"  # same region, connections and spreadsheet
+    shutil.copy(world.regions_dir / f"{steady}.json", copy)
 
     def config_error() -> dict[str, Any] | None:
         found = cluster.dag(fragile_id) or {}
         return found if "config-error" in {t["name"] for t in found.get("tags", [])} else None
+
+    def copy_shown() -> dict[str, Any] | None:
+        """Found as an operator would: the config-error DAG whose description names the file."""
+        listed = cluster.api("GET", "/dags", params={"tags": ["config-error"], "limit": 100})["dags"]
+        named = f"Invalid region file {copy.name}: "
+        return next((d for d in listed if (d["description"] or "").startswith(named)), None)
 
     shown = cluster.wait_until(f"{fragile_id} to show as a config-error DAG", config_error, 120, interval=2)
     assert f"{fragile}.json" in shown["description"], shown["description"]
@@ -323,15 +333,34 @@ def broken_region_file(world: World, steady: str, fragile: str) -> dict[str, Any
     assert shown["timetable_summary"] in (None, "None"), shown["timetable_summary"]
     details = cluster.api("GET", f"/dags/{fragile_id}/details")
     assert "batch_size" in (details.get("doc_md") or ""), details.get("doc_md")
+
+    copied = cluster.wait_until(f"{copy.name} to show as a config-error DAG", copy_shown, 120, interval=2)
+    assert re.fullmatch(rf"{steady_id}_copy__[0-9a-f]{{8}}", copied["dag_id"]), copied["dag_id"]
+    assert copied["is_paused"], copied
+    assert copied["timetable_summary"] in (None, "None"), copied
+    copy_doc = cluster.api("GET", f"/dags/{copied['dag_id']}/details").get("doc_md") or ""
+    for text in (copied["description"], copy_doc):
+        assert "does not match the file name" in text, text
+        for field in ("fhir.conn_id", "sheets.conn_id", "sheets.spreadsheet_id"):
+            assert f"{field}: " in text, text
+        assert f"is also used by region {steady} (file {steady}.json), which keeps it" in text, text
+
     errors = cluster.api("GET", "/importErrors")
     assert errors["total_entries"] == 0, f"a broken region file must not be an import error: {errors}"
 
+    region, scenario = world.regions[steady], world.scenarios[steady]
     run = cluster.wait_for_run(steady_id, run_id, RUN_TIMEOUT)
     assert run["state"] == "success", _states(world, steady_id, run_id)
-    region, scenario = world.regions[steady], world.scenarios[steady]
     assert_statuses(region, scenario)
     assert_fhir(region, scenario)
     assert len(report_for(region, run_id)) == 1
+    # A run started after both bad files were parsed: every task process parses the folder with the copy in it.
+    again = cluster.trigger(steady_id)
+    run = cluster.wait_for_run(steady_id, again, RUN_TIMEOUT)
+    assert run["state"] == "success", _states(world, steady_id, again)
+    assert len(report_for(region, again)) == 1
+    assert_statuses(region, scenario)
     steady_dag = cluster.dag(steady_id) or {}
     assert "config-error" not in {t["name"] for t in steady_dag.get("tags", [])}
-    return shown
+    assert cluster.api("GET", "/importErrors")["total_entries"] == 0
+    return {"fragile": shown, "copy": copied}

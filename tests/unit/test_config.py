@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,59 @@ def test_bad_file_names_file_and_field(tmp_path: Path, data: object, field: str,
     assert any(p.startswith(f"{field}:") and words in p for p in caught.value.problems), caught.value.problems
 
 
+def _directory(path: Path) -> None:
+    path.mkdir()
+
+
+def _dangling_link(path: Path) -> None:
+    path.symlink_to(path.with_name("gone.json"))
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)  # reading it would block the parse forever
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (b"", "not valid JSON: Expecting value"),
+        ('{"display_name": "Cilacap \u00e9"}'.encode("latin-1"), "not UTF-8 text (byte 27)"),
+        (b"\xef\xbb\xbf{}", "not valid JSON: Unexpected UTF-8 BOM"),
+        (b"[" * 100_000, "nested more than 32 levels deep"),  # RecursionError inside json
+        (b'{"tags": ' + b"[" * 300 + b"]" * 300 + b"}", "nested more than 32 levels deep"),  # ... or in pydantic
+        (b"1" * 5000, "number too long"),
+        (b" " * 1_000_001, "larger than 1,000,000 bytes"),
+        (_directory, "a directory"),
+        (_dangling_link, "a symbolic link to a missing file"),
+        (_fifo, "not a regular file"),
+    ],
+    ids=["empty", "latin-1", "bom", "deep-json", "deep-value", "huge-number", "huge", "directory", "dangling", "fifo"],
+)
+def test_unreadable_files_are_refused_naming_the_file(tmp_path: Path, make: Any, words: str) -> None:
+    path = tmp_path / "banyumas.json"
+    if isinstance(make, bytes):
+        path.write_bytes(make)
+    else:
+        make(path)
+    with pytest.raises(RegionConfigError) as caught:
+        load_region(path)
+    [problem] = caught.value.problems
+    assert problem.startswith("(file): ")
+    assert words in problem
+
+
+def test_file_names_and_keys_are_printed_escaped(tmp_path: Path) -> None:
+    """A name that is not UTF-8, or a key holding a newline, must not break a terminal or the metadata DB."""
+    path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/\xffx\nname.json"))
+    path.write_text(json.dumps({"bad\nkey\u200b": 1}))
+    with pytest.raises(RegionConfigError) as caught:
+        load_region(path)
+    text = str(caught.value)
+    text.encode("utf-8")  # strict: no lone surrogates left
+    assert "\\xffx\\nname.json" in text
+    assert "bad\\nkey\\u200b: unknown field" in text
+
+
 @pytest.mark.parametrize(
     "secret_path",
     ["fhir.token", "fhir.password", "sheets.private_key", "fhir.client_secret", "api_key", "sheets.credential_file"],
@@ -120,17 +174,71 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert {"batch_size", "timezone"} <= fields
 
 
-def test_regions_sharing_a_server_or_sheet_are_both_rejected(tmp_path: Path) -> None:
+def sharing(name: str, field: str, start_date: str = "2026-01-01", **changes: Any) -> dict[str, Any]:
+    """MINIMAL as region ``name`` with its own connections and sheet, except ``field`` (shared with banyumas)."""
+    data = with_change("region", name)
+    data["start_date"] = start_date
+    data["sheets"].update(conn_id=f"google_sheets_{name}", spreadsheet_id=f"sheet-{name}")
+    data["fhir"]["conn_id"] = f"fhir_{name}"
+    section, key = field.split(".")
+    data[section][key] = MINIMAL[section][key]
+    data.update(changes)
+    return data
+
+
+@pytest.mark.parametrize("field", ["fhir.conn_id", "sheets.conn_id", "sheets.spreadsheet_id"])
+def test_regions_sharing_a_server_or_sheet_stop_only_the_later_one(tmp_path: Path, field: str) -> None:
+    # cilacap's name sorts after banyumas but alpha's before: the later start_date decides, not the name.
     write(tmp_path, MINIMAL)
-    other = with_change("region", "cilacap")
-    other["fhir"]["conn_id"] = MINIMAL["fhir"]["conn_id"]
-    other["sheets"]["conn_id"] = "google_sheets_cilacap"
-    other["sheets"]["spreadsheet_id"] = "sheet-2"
-    write(tmp_path, other, "cilacap")
+    write(tmp_path, sharing("cilacap", field, start_date="2026-03-01"), "cilacap")
+    write(tmp_path, sharing("alpha", field, start_date="2026-02-01"), "alpha")
     configs, errors = load_regions(tmp_path)
-    assert configs == []
-    assert {e.path.stem for e in errors} == {"banyumas", "cilacap"}
-    assert all("fhir.conn_id" in str(e) for e in errors)
+    assert [c.region for c in configs] == ["banyumas"]
+    assert [e.path.name for e in errors] == ["alpha.json", "cilacap.json"]
+    for error in errors:
+        [problem] = error.problems
+        assert problem.startswith(f"{field}: {MINIMAL[field.split('.')[0]][field.split('.')[1]]!r} is also used by ")
+        assert "region banyumas (file banyumas.json), which keeps it" in problem
+        assert "start_date 2026-01-01 is earlier" in problem
+
+
+def test_same_start_date_the_file_name_sorting_later_is_stopped(tmp_path: Path) -> None:
+    write(tmp_path, MINIMAL)
+    write(tmp_path, sharing("aceh", "sheets.spreadsheet_id"), "aceh")
+    configs, errors = load_regions(tmp_path)
+    assert [c.region for c in configs] == ["aceh"]
+    assert [e.path.name for e in errors] == ["banyumas.json"]
+    assert "region aceh (file aceh.json), which keeps it: same start_date" in errors[0].problems[0]
+
+
+def test_an_unedited_copy_never_stops_the_region_it_copies(tmp_path: Path) -> None:
+    """A file manager's copy sorts first (' ' < '.') and may start earlier, but it is invalid anyway: it is stopped."""
+    write(tmp_path, MINIMAL)
+    write(tmp_path, with_change("start_date", "2025-01-01"), "banyumas copy")
+    configs, errors = load_regions(tmp_path)
+    assert [c.region for c in configs] == ["banyumas"]
+    [error] = errors
+    assert error.path.name == "banyumas copy.json"
+    assert error.problems[0].startswith("region: 'banyumas' does not match the file name")
+    clashes = error.problems[1:]
+    assert [p.split(":")[0] for p in clashes] == ["fhir.conn_id", "sheets.conn_id", "sheets.spreadsheet_id"]
+    kept = "region banyumas (file banyumas.json), which keeps it: this file is invalid anyway"
+    assert all(kept in p for p in clashes)
+
+
+def test_check_regions_reports_only_the_later_file_of_a_clash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path, MINIMAL)
+    write(tmp_path, sharing("cilacap", "fhir.conn_id", start_date="2026-06-01"), "cilacap")
+    assert check_regions([str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "ok     banyumas.json" in out
+    assert "ERROR  region file " in out
+    error = out[out.index("ERROR"):]
+    assert "cilacap.json" in error
+    assert "fhir.conn_id: 'fhir_banyumas' is also used by region banyumas" in error
+    assert "1 valid, 1 invalid" in out
 
 
 def test_one_bad_file_does_not_stop_the_others(tmp_path: Path) -> None:

@@ -66,15 +66,20 @@ def test_every_region_file_gives_one_dag(monkeypatch: pytest.MonkeyPatch, no_net
             assert task.retry_delay >= timedelta(seconds=10)
         batch = dag.get_task("process_batch")
         assert batch.max_active_tis_per_dag == config.max_parallel_batches
-        assert batch.pool == f"phone_sync__{config.region}"
         assert dag.get_task("write_back_statuses").trigger_rule == "all_done"
         assert dag.get_task("run_report").trigger_rule == "all_done"
 
 
-def test_no_two_regions_share_a_pool() -> None:
-    bag = DagBag(dag_folder=str(DAGS_FOLDER))
-    pools = [dag.get_task("process_batch").pool for dag in bag.dags.values()]
-    assert len(pools) == len(set(pools))
+def test_batches_use_no_custom_pool_and_are_bounded_per_dag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool only limits, and one that nobody created leaves batches queued forever; one run at a time
+    with ``max_active_tis_per_dag`` gives each region the same bound with nothing to set up."""
+    bag = parse(monkeypatch, PROJECT_REGIONS)
+    configs, _ = load_regions(PROJECT_REGIONS)
+    for config in configs:
+        dag = bag.dags[config.dag_id]
+        assert dag.max_active_runs == 1
+        assert {task.pool for task in dag.tasks} == {"default_pool"}
+        assert dag.get_task("process_batch").max_active_tis_per_dag == config.max_parallel_batches
 
 
 def test_region_timezones_and_schedules() -> None:

@@ -69,6 +69,11 @@ class LocalRegion:
         url = f"{self.sheets.url}/_emulator/spreadsheets/{self.config.sheets.spreadsheet_id}/sheets/{title}/edits"
         requests.post(url, json=list(edits), timeout=60).raise_for_status()
 
+    def add_worksheet(self, title: str, rows: list[list[Any]]) -> None:
+        """A worksheet an operator adds to the region's spreadsheet (e.g. the identifiers to run)."""
+        url = f"{self.sheets.url}/_emulator/spreadsheets/{self.config.sheets.spreadsheet_id}/sheets"
+        requests.post(url, json={"title": title, "rows": rows, "value_input": "RAW"}, timeout=10).raise_for_status()
+
     def share_sheet(self, users: list[str] | None) -> None:
         """Share the spreadsheet with ``users`` only (others get 403), or with anyone (``None``)."""
         url = f"{self.sheets.url}/_emulator/spreadsheets/{self.config.sheets.spreadsheet_id}/sharing"

@@ -77,7 +77,8 @@ def report_rows(region: LocalRegion) -> list[dict[str, Any]]:
         header, *rows = region.cells(region.config.sheets.report_worksheet)
     except requests.HTTPError:
         return []
-    return [dict(zip(header, row, strict=False)) for row in rows]
+    # Sheets leaves trailing empty cells out of a row.
+    return [dict(zip(header, [*row, *[""] * (len(header) - len(row))], strict=False)) for row in rows]
 
 
 def phones_by_identifier(region: LocalRegion) -> dict[str, list[dict[str, Any]]]:

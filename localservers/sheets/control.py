@@ -63,6 +63,16 @@ def add_control_routes(app: FastAPI, emulator: Emulator) -> None:
         emulator.books[sid] = book
         return _json(book.metadata(str(request.base_url).rstrip("/")))
 
+    @app.post("/_emulator/spreadsheets/{sid}/sheets")
+    async def add_worksheet(sid: str, request: Request) -> Response:
+        """Add one worksheet to a spreadsheet: the same spec as one of ``sheets`` at creation."""
+        spec = await body_of(request)
+        try:
+            sheet = seed_sheet(emulator.book(sid), spec)
+        except ApiError as exc:
+            return _error(exc)
+        return _json({"spreadsheet_id": sid, "properties": sheet.properties()})
+
     @app.put("/_emulator/spreadsheets/{sid}/sharing")
     async def share(sid: str, request: Request) -> Response:
         """``{"users": [...]}`` may open the spreadsheet (``null``: anyone), as its owner would share it."""

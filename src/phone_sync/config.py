@@ -64,6 +64,8 @@ class SheetsConfig(_Strict):
     header_row: int = Field(default=1, ge=1)
     columns: ColumnHeaders = ColumnHeaders()
     report_worksheet: str = "phone_sync_report"
+    preview_worksheet: str = "phone_sync_preview"  # a preview run's decisions, replaced by the next preview
+    select_worksheet: str = "phone_sync_select"  # identifiers a run limited to listed identifiers takes
     requests_per_minute: int = Field(default=60, ge=1, le=300)
 
 
@@ -114,6 +116,8 @@ class TaskRetries(_Strict):
 
 class RegionConfig(_Strict):
     region: str = Field(pattern=SLUG)
+    # preview: scheduled runs decide and write a preview worksheet, never FHIR or statuses, until "live".
+    mode: Literal["live", "preview"] = "live"
     display_name: str = Field(min_length=1)
     owner: str = Field(min_length=1)
     tags: list[str] = []

@@ -23,6 +23,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, dag, get_current_context
 from phone_sync.alerts.dispatch import batch_callbacks, dag_callbacks
 from phone_sync.config import DAG_ID_PREFIX, RegionConfig, RegionConfigError, load_regions, printable, regions_dir
 from phone_sync.contracts import TaskId
+from phone_sync.controls import trigger_form
 
 CONFIG_ERROR_TAG = "config-error"
 DAG_ID_MAX = 250  # Airflow's limit on a key
@@ -50,8 +51,17 @@ def _doc_md(config: RegionConfig) -> str:
         if config.rows.select == "data_interval"
         else "every row"
     )
+    mode = (
+        f"**Mode: preview.** Scheduled runs decide what every row would get and write it to the "
+        f"**{sheets.preview_worksheet}** worksheet; nothing is written to FHIR or to the status column. Set "
+        '`"mode": "live"` in the region file once the preview looks right.'
+        if config.mode == "preview"
+        else "**Mode: live.**"
+    )
     return f"""
 ### Phone sync: {config.display_name}
+
+{mode}
 
 Reads the worksheet **{sheets.worksheet}** of spreadsheet `{sheets.spreadsheet_id}` (Google connection
 `{sheets.conn_id}`), cleans the phone numbers in column **{sheets.columns.phone}**, updates the matching
@@ -59,13 +69,16 @@ Patients on this region's FHIR server (connection `{fhir.conn_id}`, identifier s
 in batches of {config.batch_size} rows, writes a status into column **{sheets.columns.status}**, and appends a row
 to the **{sheets.report_worksheet}** worksheet.
 
-* Rows picked up: {selection} whose status is empty{" or starts with `failed`" if config.rows.retry_failed else ""}.
-  To send a row again, clear its status cell.
+* Rows picked up: {selection} whose status is empty{" or starts with `failed`" if config.rows.retry_failed else ""}
+  (and rows an earlier run queued). To send a row again, clear its status cell.
 * A failed batch (server down, throttled) shows as a red `process_batch` map index named by its sheet rows,
   and its rows say `failed: batch not processed ...`. Clear that map index (with downstream) to rerun it:
   rows already applied come back `unchanged`, nothing is written twice.
 * A phone number is never replaced by an older one: a backfill that meets a newer number on record
   leaves it and says `skipped: newer number on record`.
+* **Trigger with config** offers: *Mode* (preview writes the **{sheets.preview_worksheet}** worksheet only),
+  *Only sheet rows* `a-b`, *Only listed identifiers* (column A of **{sheets.select_worksheet}**), and *Resend*
+  (rows whatever their status, after a server restore). The report row and the run's note say what a run used.
 
 Owner: {config.owner}. Schedule `{config.schedule}` ({config.timezone}). At most
 {config.max_parallel_batches} batches run at once, {config.fhir_requests_per_second:g} FHIR requests per second.
@@ -84,8 +97,9 @@ def build_region_dag(config: RegionConfig) -> DAG:
 
     @dag(
         dag_id=config.dag_id,
-        dag_display_name=f"Phone sync: {config.display_name}",
-        description=f"Sheet {config.sheets.worksheet!r} -> FHIR {config.fhir.conn_id!r} phone numbers",
+        dag_display_name=f"Phone sync: {config.display_name}" + (" (PREVIEW)" if config.mode == "preview" else ""),
+        description=f"Sheet {config.sheets.worksheet!r} -> FHIR {config.fhir.conn_id!r} phone numbers"
+        + (" (preview: no FHIR writes)" if config.mode == "preview" else ""),
         schedule=_timetable(config),
         start_date=pendulum.datetime(
             config.start_date.year, config.start_date.month, config.start_date.day, tz=config.timezone
@@ -95,7 +109,7 @@ def build_region_dag(config: RegionConfig) -> DAG:
         tags=["phone-sync", config.region, *config.tags],
         default_args=_task_args(config),
         doc_md=_doc_md(config),
-        params={"region": config.region},
+        params=trigger_form(config),
         **dag_callbacks(config),
     )
     def phone_sync() -> None:

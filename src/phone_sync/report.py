@@ -33,6 +33,8 @@ REPORT_COLUMNS: tuple[str, ...] = (
     # Added later, so at the end:
     "problem",
     "queued",
+    "mode",  # live or preview
+    "controls",  # what a manual run asked for (rows a-b, resend, ...); empty for a plain run
 )
 # The numeric columns: what an alert may show of a run.
 COUNT_COLUMNS = (*REPORT_COLUMNS[REPORT_COLUMNS.index("rows read") : REPORT_COLUMNS.index("link")], "queued")
@@ -47,6 +49,8 @@ def report_values(
     finished: datetime,
     link: str,
     problem: str | None = None,
+    mode: str = "live",
+    controls: str = "",
 ) -> dict[str, object]:
     """The report row of one run, by column; ``logical_date`` already in the region's timezone.
 
@@ -60,6 +64,8 @@ def report_values(
         "duration": str(timedelta(seconds=round((finished - begun).total_seconds()))) if begun else None,
         "link": link,
         "problem": problem,
+        "mode": mode,
+        "controls": controls,
     }
     if result is not None:
         values |= {

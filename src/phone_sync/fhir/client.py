@@ -39,6 +39,7 @@ PATIENT_OUTCOME: dict[str, tuple[Outcome, Reason | None]] = {
     "rejected": (Outcome.FAILED, Reason.REJECTED),
 }
 APPLIED = frozenset({Outcome.UPDATED, Outcome.UNCHANGED})
+PREVIEW_DETAIL = "preview: not written"
 
 
 @dataclass
@@ -89,8 +90,12 @@ class FhirClient:
             stats.setdefault(f"requests_{kind}", 0)
         return stats
 
-    def apply(self, updates: Sequence[BatchRow], batch: int = 0) -> list[Status]:
-        """One status per row of batch number ``batch``, same order."""
+    def apply(self, updates: Sequence[BatchRow], batch: int = 0, *, dry_run: bool = False) -> list[Status]:
+        """One status per row of batch number ``batch``, same order.
+
+        ``dry_run`` (a preview) searches and decides but writes nothing: a row that would be written is
+        ``updated`` with the detail ``preview: not written``.
+        """
         if not updates:
             return []
         self._updates = list(updates)
@@ -111,7 +116,12 @@ class FhirClient:
         for work in works.values():
             work.steps.sort(key=lambda i: (updates[i].effective, i))
             self._plan(work)
-        self._write(list(works.values()))
+        if dry_run:
+            for work in works.values():
+                if work.pending is not None:
+                    work.settle("updated", PREVIEW_DETAIL)
+        else:
+            self._write(list(works.values()))
         statuses = [self._row_status(i, matched[i], works, batch) for i in range(len(updates))]
         counts = Counter(s.outcome.value for s in statuses)
         log.info(
@@ -249,6 +259,7 @@ class FhirClient:
                 return Status(**row, outcome=Outcome.UNCHANGED, patients=total)
             superseded = any(index in works[p].superseded for p in patient_ids)
             detail = "superseded by a later row for the same patient in this batch" if superseded else None
+            detail = detail or (reasons[0] if reasons else None)  # a preview's "not written"
             return Status(**row, outcome=Outcome.UPDATED, detail=detail, patients=total, note=update.note)
         first_reason = reasons[0] if reasons else None
         if len(missed) == total and len(set(missed)) == 1:

@@ -43,12 +43,22 @@ def wants_processing(status: str, rules: RowSelection) -> bool:
     return not text or text.startswith(QUEUED_PREFIX) or (rules.retry_failed and text.startswith("failed"))
 
 
+def _why(status: str, rules: RowSelection) -> str:
+    if not status.strip():
+        return "status empty"
+    return "retrying failed" if wants_processing(status, rules) else "resending"
+
+
 def _queued(status: str) -> bool:
     return status.strip().lower().startswith(QUEUED_PREFIX)
 
 
-def select_rows(rows: list[SheetRow], rules: RowSelection, interval: Interval | None) -> Selection:
+def select_rows(
+    rows: list[SheetRow], rules: RowSelection, interval: Interval | None, resend: bool = False
+) -> Selection:
     """Rows to process; with ``select: data_interval`` only those whose feed date is in the interval.
+
+    ``resend`` takes rows whatever their status says (success included): after a FHIR server was restored.
 
     A row that should be processed but has no readable feed date cannot be placed in any run's
     interval, so it is returned separately to get a status telling the operator to fix the date.
@@ -57,14 +67,14 @@ def select_rows(rows: list[SheetRow], rules: RowSelection, interval: Interval | 
     missing: list[SheetRow] = []
     reasons: Counter[str] = Counter()
     for row in rows:
-        if not wants_processing(row.status, rules):
+        if not (resend or wants_processing(row.status, rules)):
             reasons["status already set"] += 1
         elif _queued(row.status):  # its own run already chose it, whatever this run's interval
             picked.append(row)
             reasons["queued by an earlier run"] += 1
         elif rules.select != "data_interval" or interval is None:
             picked.append(row)
-            reasons["status empty" if not row.status.strip() else "retrying failed"] += 1
+            reasons[_why(row.status, rules)] += 1
         elif row.feed_date is None:
             if not row.status.strip():
                 missing.append(row)

@@ -35,6 +35,7 @@ from phone_sync.contracts import (
     WriteBack,
     XComKey,
 )
+from phone_sync.controls import Controls, ControlsError
 from phone_sync.crypto import Sealer, sealer_for
 from phone_sync.errors import SetupError
 from phone_sync.outcomes import Outcome, Reason, Status, count
@@ -42,6 +43,8 @@ from phone_sync.pipeline import batch_log
 from phone_sync.pipeline.batching import clean_and_batch
 from phone_sync.pipeline.collect import collect_statuses
 from phone_sync.pipeline.failures import safe_reason
+from phone_sync.pipeline.preview import preview_lines
+from phone_sync.pipeline.run_note import note_controls
 from phone_sync.pipeline.selection import Interval, select_rows
 from phone_sync.report import report_values
 
@@ -82,6 +85,11 @@ def _sealer(config: RegionConfig) -> Sealer:
     return sealer_for(config.phi_key_conn_id)
 
 
+def _controls(config: RegionConfig, context: Any) -> Controls:
+    """The run's trigger-form controls (checked in full by extract_rows, the first task)."""
+    return Controls.from_params(context.get("params") or {}, config)
+
+
 def _max_batches() -> int:
     """The deployment's ``[core] max_map_length``: more mapped batches than this, and Airflow refuses the run."""
     from airflow.sdk.configuration import conf
@@ -102,19 +110,28 @@ def _logical_moment(context: Any) -> datetime:
 
 def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
     """One read of the sheet; keep only the rows this run should process."""
-    from phone_sync.sheets.rows import read_table
+    from phone_sync.sheets.rows import read_listed_identifiers, read_table
 
     with step(config, context, TaskId.EXTRACT):
-        sealer = _sealer(config)  # first: a missing or malformed key stops the run before any read
+        # First: a bad trigger-form value or a missing or malformed key stops the run before any read.
+        controls = _controls(config, context)
+        sealer = _sealer(config)
         started = datetime.now(UTC)
         hook = _sheets_hook(config)
-        table = read_table(hook, config.sheets)
+        table = read_table(hook, config.sheets, controls.rows)
+        rows = table.rows
+        if controls.listed_only:
+            listed = read_listed_identifiers(hook, config.sheets)
+            rows = [row for row in rows if row.identifier in listed]
         interval = _interval(context, config)
-        selection = select_rows(table.rows, config.rows, interval)
+        selection = select_rows(rows, config.rows, interval, resend=controls.resend)
+        note_controls(config, context, controls)
         in_interval = interval and config.rows.select == "data_interval"
         batch_log.summary(
             TaskId.EXTRACT,
             region=config.region,
+            controls=controls.describe(config) or None,
+            mode=controls.mode,
             rows_read=len(table.rows),
             selected=len(selection.rows),
             why=dict(selection.reasons),
@@ -184,7 +201,7 @@ def process_batch(config: RegionConfig, batch_xcom: Any, context: Any) -> dict[s
         where = {"region": config.region, "batch": batch.index, "rows": batch.label}
         batch_log.summary("batch start", **where, count=len(batch.rows))
         try:
-            statuses = client.apply(batch.rows, batch=batch.index)
+            statuses = client.apply(batch.rows, batch=batch.index, dry_run=_controls(config, context).preview)
         except Exception as exc:
             batch_log.summary("batch failed", **where, error=safe_reason(exc), **client.stats)
             raise
@@ -199,7 +216,8 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
     Reads its inputs itself rather than as task arguments: when cleaning never finished there is
     nothing to write, and the task skips instead of failing on a missing XCom.
     """
-    from phone_sync.sheets.statuses import StatusCell, write_statuses
+    from phone_sync.sheets.preview import write_preview
+    from phone_sync.sheets.statuses import WriteResult
 
     ti, run_id = context["ti"], context["run_id"]
     decided_xcom = ti.xcom_pull(task_ids=TaskId.CLEAN, key=XComKey.DECIDED, map_indexes=-1)
@@ -217,23 +235,13 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
 
         collected = collect_statuses(decided, batches, results, failure_of)
         batch_log.row_lines(TaskId.WRITE_BACK, collected.not_processed)
-        base = links.base_url()
+        if _controls(config, context).preview:
+            lines = preview_lines(collected.statuses, batches, run_id)
+            requests = write_preview(_sheets_hook(config), config.sheets, lines)
+            written = WriteResult(written=len(lines), requests=requests)
+        else:
+            written = _write_statuses(config, run_id, collected.statuses, decided.identifier_column)
 
-        def cell(status: Status) -> StatusCell:
-            link = None
-            if config.sheets.columns.status_link:
-                task = TaskId.CLEAN if status.batch is None else TaskId.BATCH
-                link = links.task_link(base, config.dag_id, run_id, task, status.batch)
-            return StatusCell(status.row, status.identifier, status.text, link)
-
-        written = write_statuses(
-            _sheets_hook(config),
-            config.sheets,
-            [cell(status) for status in collected.statuses],
-            run_id=run_id,
-            run_time=datetime.now(UTC),
-            identifier_column=decided.identifier_column,
-        )
         batch_log.summary(
             TaskId.WRITE_BACK,
             region=config.region,
@@ -258,6 +266,29 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
             fhir_requests=collected.fhir_requests,
             sheets_requests=decided.sheets_requests + written.requests,
         ).to_xcom()
+
+
+def _write_statuses(config: RegionConfig, run_id: str, statuses: list[Status], identifier_column: int) -> Any:
+    """Every status beside its row (see ``sheets.statuses``), with a link to its task log when configured."""
+    from phone_sync.sheets.statuses import StatusCell, write_statuses
+
+    base = links.base_url()
+
+    def cell(status: Status) -> StatusCell:
+        link = None
+        if config.sheets.columns.status_link:
+            task = TaskId.CLEAN if status.batch is None else TaskId.BATCH
+            link = links.task_link(base, config.dag_id, run_id, task, status.batch)
+        return StatusCell(status.row, status.identifier, status.text, link)
+
+    return write_statuses(
+        _sheets_hook(config),
+        config.sheets,
+        [cell(status) for status in statuses],
+        run_id=run_id,
+        run_time=datetime.now(UTC),
+        identifier_column=identifier_column,
+    )
 
 
 def _batch_results(ti: Any) -> list[Any]:
@@ -289,6 +320,10 @@ def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
     if written is None:
         failure = _upstream_failure(ti)
         problem = f"{failure.task}: {failure.reason}" if failure else "an earlier step did not finish; see the grid"
+    try:
+        controls: Controls | None = _controls(config, context)
+    except ControlsError:  # extract_rows refused them: the problem says why
+        controls = None
     values = report_values(
         written,
         run_id=run_id,
@@ -297,6 +332,8 @@ def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
         finished=datetime.now(UTC),
         link=links.run_link(links.base_url(), config.dag_id, run_id),
         problem=problem,
+        mode=controls.mode if controls else "invalid controls",
+        controls=controls.describe(config) if controls else "",
     )
     try:
         append_report(_sheets_hook(config), config.sheets, values)
@@ -313,9 +350,10 @@ def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
     if written is None:
         ti.xcom_push(key=XComKey.REPORT, value=values)
         raise AirflowFailException(f"The run stopped before writing statuses: {problem}")
-    # After the append and before any raise, so a retried report cannot alert twice.
-    check_failure_rate(config, values, context)
-    send_digest(config, values, context)
+    if controls is None or not controls.preview:
+        # After the append and before any raise, so a retried report cannot alert twice.
+        check_failure_rate(config, values, context)
+        send_digest(config, values, context)
     if written.batches_failed:
         ti.xcom_push(key=XComKey.REPORT, value=values)  # the run-failure alert reads its counts
         raise AirflowFailException(

@@ -166,6 +166,10 @@ class SheetsHook(GoogleBaseHook):
             body={"values": values},
         )
 
+    def clear_values(self, spreadsheet_id: str, range_: str) -> dict[str, Any]:
+        """``spreadsheets.values.clear``: empty the cells of ``range_`` (formats stay)."""
+        return self._http.values_clear(spreadsheet_id, range_)
+
     def get_spreadsheet(self, spreadsheet_id: str) -> dict[str, Any]:
         """``spreadsheets.get`` without grid data: the title and each sheet's ``properties``."""
         return dict(self._http.fetch_sheet_metadata(spreadsheet_id))

@@ -11,17 +11,20 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
+from gspread.exceptions import APIError
+
 from phone_sync.config import SheetsConfig
 
 from .a1 import cell_range
-from .errors import explains_setup_errors
+from .errors import SheetsSetupError, explains_setup_errors
 from .headers import MissingHeaderError, read_header, require
 from .hook import SheetsHook
 from .values import CellValue, as_date, as_text, is_empty
 
-__all__ = ["MissingHeaderError", "SheetRow", "SheetTable", "read_rows", "read_table"]
+__all__ = ["MissingHeaderError", "SheetRow", "SheetTable", "read_listed_identifiers", "read_rows", "read_table"]
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class SheetRow:
@@ -53,8 +56,8 @@ def read_rows(hook: SheetsHook, sheets: SheetsConfig) -> list[SheetRow]:
 
 
 @explains_setup_errors
-def read_table(hook: SheetsHook, sheets: SheetsConfig) -> SheetTable:
-    """:func:`read_rows` plus the column of each field (same two requests)."""
+def read_table(hook: SheetsHook, sheets: SheetsConfig, rows: tuple[int, int] | None = None) -> SheetTable:
+    """:func:`read_rows` plus the column of each field (same two requests); ``rows``: only sheet rows a-b."""
     header = read_header(hook, sheets)
     names = sheets.columns
     wanted: dict[str, int] = {
@@ -67,11 +70,11 @@ def read_table(hook: SheetsHook, sheets: SheetsConfig) -> SheetTable:
     if status_column is not None:
         wanted["status"] = status_column
 
-    first = sheets.header_row + 1
+    first, last = rows if rows else (sheets.header_row + 1, None)
     # Unformatted, dates as serial numbers (no locale guessing), one list per column.
     answer = hook.batch_get_values(
         sheets.spreadsheet_id,
-        [cell_range(sheets.worksheet, column, first) for column in wanted.values()],
+        [cell_range(sheets.worksheet, column, first, column, last) for column in wanted.values()],
         major_dimension="COLUMNS",
     )
     columns: dict[str, list[CellValue]] = {
@@ -79,13 +82,32 @@ def read_table(hook: SheetsHook, sheets: SheetsConfig) -> SheetTable:
         for field, value_range in zip(wanted, answer.get("valueRanges", []), strict=True)
     }
     del answer  # the parsed response is the biggest object of a run; let it go early
-    rows = _build_rows(columns, first)
+    found = _build_rows(columns, first)
     log.info(
         "Read %d rows from worksheet %r (%d blank rows skipped); Sheets requests so far: %s",
-        len(rows), sheets.worksheet, max((len(c) for c in columns.values()), default=0) - len(rows),
+        len(found),
+        sheets.worksheet,
+        max((len(c) for c in columns.values()), default=0) - len(found),
         hook.request_counts(),
     )
-    return SheetTable(rows, wanted)
+    return SheetTable(found, wanted)
+
+
+@explains_setup_errors
+def read_listed_identifiers(hook: SheetsHook, sheets: SheetsConfig) -> set[str]:
+    """The identifiers an operator listed in column A of the select worksheet (below its header): one request."""
+    try:
+        values = hook.get_values(
+            sheets.spreadsheet_id, cell_range(sheets.select_worksheet, 1, 2), major_dimension="COLUMNS"
+        )
+    except APIError as exc:
+        if exc.code == 400 and "unable to parse range" in str(exc.error.get("message", "")).lower():
+            raise SheetsSetupError(
+                f"'Only listed identifiers' needs a worksheet {sheets.select_worksheet!r} with the identifiers in "
+                "column A; it does not exist"
+            ) from None
+        raise
+    return {as_text(value) for value in (values[0] if values else []) if not is_empty(value)}
 
 
 def _build_rows(columns: dict[str, list[CellValue]], first_row: int) -> list[SheetRow]:

@@ -10,6 +10,7 @@ docker client, on the YAML itself with ``${VAR:-default}`` interpolated from def
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -208,7 +209,8 @@ def check_env_example() -> list[str]:
     return problems
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="docker/check_compose.py", description=__doc__.split("\n\n")[0]).parse_args(argv)
     configs = {"yaml": yaml_config()}
     if compose_available():
         configs["docker compose config"] = docker_config()

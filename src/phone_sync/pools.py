@@ -1,4 +1,6 @@
-"""One Airflow pool per region, sized by ``max_parallel_batches``: ``python -m phone_sync.pools``.
+"""Create or resize one Airflow pool per region, sized by its max_parallel_batches.
+
+``phone-sync-pools`` (or ``python -m phone_sync.pools``).
 
 Batches of two regions never compete for a slot. Run it at deploy time (the docker-compose init
 service, ``make standalone`` and the end-to-end harness do) after ``airflow db migrate``; a DAG
@@ -7,6 +9,7 @@ whose pool is missing shows a "non-existent pool" warning in the UI and its batc
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from phone_sync.config import RegionConfig, load_regions
@@ -33,7 +36,8 @@ def sync_pools() -> list[tuple[str, int]]:
     return done
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="phone-sync-pools", description=__doc__.split("\n\n")[0]).parse_args(argv)
     for name, slots in sync_pools():
         print(f"pool {name}: {slots} slots")
     return 0

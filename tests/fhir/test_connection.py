@@ -155,7 +155,7 @@ def test_test_connection_checks_the_credentials_not_only_metadata(
     conn = set_connection(monkeypatch, "fhir_wrong_token", host=fhir.url, password=wrong)
     ok, message = FhirHook(conn).test_connection()
     assert not ok
-    assert "answers metadata, but" in message
+    assert "answers metadata, but the FHIR server refused" in message
     assert "refused the credentials (HTTP 401 on GET /Patient)" in message
     assert wrong not in message
     assert [(e["path"], e["status"]) for e in fhir.requests_log()] == [("/metadata", 200), ("/Patient", 401)]

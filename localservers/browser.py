@@ -18,6 +18,7 @@ import json
 import shutil
 import subprocess
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ class Browser:
         self.width, self.height = width, height
         self._process: subprocess.Popen[bytes] | None = None
         self._socket: ClientConnection | None = None
+        self._stack = ExitStack()
         self._ids = itertools.count(1)
 
     def __enter__(self) -> Browser:
@@ -61,7 +63,7 @@ class Browser:
             port = self._wait_for_port(port_file)
             targets = requests.get(f"http://127.0.0.1:{port}/json", timeout=10).json()
             page = next(t for t in targets if t["type"] == "page")
-            self._socket = connect(page["webSocketDebuggerUrl"], max_size=64 * 2**20)
+            self._socket = self._stack.enter_context(connect(page["webSocketDebuggerUrl"], max_size=64 * 2**20))
             self.call("Page.enable")
             self.call(
                 "Emulation.setDeviceMetricsOverride",
@@ -73,9 +75,8 @@ class Browser:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        self._stack.close()
+        self._socket = None
         if self._process is not None:
             self._process.terminate()
             try:

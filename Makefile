@@ -4,22 +4,33 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint check-regions demo standalone bench bench-quick clean
+.PHONY: help install lock test lint check-regions demo standalone bench bench-quick clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# requirements.lock pins every package (runtime, celery and dev extras); the project goes on top, editable,
+# without letting pip resolve anything else. pip check fails when pyproject.toml needs what the lock lacks.
+$(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the pinned requirements
+install: $(STAMP) ## Create .venv from requirements.lock, plus this project (editable)
+
+# uv keeps every pin of the current lock that still fits; LOCK_FLAGS="--upgrade-package NAME" moves one.
+lock: $(STAMP) ## Regenerate requirements.lock from pyproject.toml (uv pip compile)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra celery --extra dev --python-version 3.11.7 \
+		--python-platform linux --custom-compile-command "make lock" $(LOCK_FLAGS) -o requirements.lock
 
 test: $(STAMP) ## Lint, then run the whole test suite
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(STAMP) ## ruff, as make test runs it
 	$(VENV)/bin/ruff check .
 
 check-regions: $(STAMP) ## Validate every region file and print every problem
@@ -37,5 +48,5 @@ bench: $(STAMP) ## Benchmark vs the article's per-row loop, side by side (~8 min
 bench-quick: $(STAMP) ## The benchmark on 1,000 rows (~4 min); rewrites nothing that is committed
 	$(PY) -m bench.run --quick
 
-clean:
+clean: ## Remove var/ and the tool caches (not .venv)
 	rm -rf var .pytest_cache .ruff_cache

@@ -10,6 +10,7 @@ docker client, on the YAML itself with ``${VAR:-default}`` interpolated from def
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -36,7 +37,11 @@ REQUIRED = {
     "airflow-worker",
     "airflow-init",
 }
+# Services that run the mounted local servers (development tools, not installed in the image).
+DEV_TOOLING = ("phone-sync-demo",)
 AIRFLOW_MOUNTS = {"/opt/airflow/dags": "dags", "/opt/airflow/include": "include"}
+# The constraints file the official image ships, or the published one for 3.3.2.
+CONSTRAINTS = re.compile(r'--constraint[ =]"?(\$\{HOME\}|\$HOME|/home/airflow)/constraints\.txt|constraints-3\.3\.2/')
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 
 
@@ -128,7 +133,9 @@ def check(config: dict[str, Any]) -> list[str]:
                     problems.append(f"{name}: {word} -> {host} does not exist")
             if word == "-m" and index + 1 < len(argv):
                 problems += _check_module(name, argv[index + 1], binds)
-        if is_airflow and name not in ("phone-sync-demo",):
+        if is_airflow and name not in DEV_TOOLING and "PYTHONPATH" in str(service.get("environment", "")):
+            problems.append(f"{name}: sets PYTHONPATH (the phone_sync package is installed in the image)")
+        if is_airflow and name not in DEV_TOOLING:
             mounted = {target: src for src, target in binds}
             for target, folder in AIRFLOW_MOUNTS.items():
                 if mounted.get(target) != (ROOT / folder).resolve():
@@ -136,16 +143,41 @@ def check(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _instructions(text: str) -> list[list[str]]:
+    """Each instruction's words, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    return [line.split() for line in joined.splitlines() if line.strip()]
+
+
 def _check_dockerfile(name: str, dockerfile: Path, context: Path) -> list[str]:
+    """Built on the official image, installing this project with Airflow's constraints and nothing else."""
     problems = []
     text = dockerfile.read_text(encoding="utf-8")
     if "FROM apache/airflow:3.3.2" not in text:
         problems.append(f"{name}: {dockerfile.name} is not built FROM apache/airflow:3.3.2")
-    for line in text.splitlines():
-        parts = line.split()
-        if parts[:1] == ["COPY"]:
-            sources = [p for p in parts[1:-1] if not p.startswith("--")]
+    copied_to = []
+    installs = []
+    for words in _instructions(text):
+        if words[:1] == ["COPY"]:
+            sources = [p for p in words[1:-1] if not p.startswith("--")]
             problems += [f"{name}: COPY source {s} missing" for s in sources if not (context / s).exists()]
+            if "pyproject.toml" in sources:
+                copied_to.append(words[-1].rstrip("/"))
+        if words[:1] == ["RUN"]:
+            installs += [cmd for cmd in " ".join(words[1:]).split("&&") if "pip install" in cmd]
+        if words[:1] == ["ENV"] and "PYTHONPATH" in " ".join(words):
+            problems.append(f"{name}: {dockerfile.name} sets PYTHONPATH (the package is installed)")
+    if not copied_to:
+        problems.append(f"{name}: {dockerfile.name} does not copy pyproject.toml (the project is not installed)")
+    for cmd in installs:
+        if not CONSTRAINTS.search(cmd):
+            problems.append(f"{name}: pip install without Airflow's constraints (${{HOME}}/constraints.txt)")
+        if '"apache-airflow==3.3.2"' not in cmd and " apache-airflow==3.3.2" not in cmd:
+            problems.append(f"{name}: pip install does not name apache-airflow==3.3.2, so it may move Airflow")
+        if re.search(r"(^|\s)(-r|--requirement)(\s|=)|requirements", cmd):
+            problems.append(f"{name}: pip install of a requirements file (the lock is for .venv and CI only)")
+    if not any(target in cmd for cmd in installs for target in copied_to):
+        problems.append(f"{name}: no pip install of the project copied to {', '.join(copied_to) or '?'}")
     return problems
 
 
@@ -177,7 +209,8 @@ def check_env_example() -> list[str]:
     return problems
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="docker/check_compose.py", description=__doc__.split("\n\n")[0]).parse_args(argv)
     configs = {"yaml": yaml_config()}
     if compose_available():
         configs["docker compose config"] = docker_config()

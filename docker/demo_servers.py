@@ -8,6 +8,7 @@ the connection in ``.env`` is the single place it is set.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -25,7 +26,10 @@ REGION_FILE = Path(os.environ.get("PHONE_SYNC_REGIONS_DIR", "/opt/airflow/includ
 STATE = Path(os.environ.get("DEMO_STATE_DIR", "/opt/phone-sync/demo-state"))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="docker/demo_servers.py", description=__doc__.split("\n\n")[0])
+    parser.epilog = "Environment: AIRFLOW_CONN_FHIR_DEMO (its password is the FHIR token), DEMO_ROWS, DEMO_STATE_DIR."
+    parser.parse_args(argv)
     config = load_region(REGION_FILE)
     token = json.loads(os.environ["AIRFLOW_CONN_FHIR_DEMO"])["password"]
     rows = int(os.environ.get("DEMO_ROWS", "1000"))

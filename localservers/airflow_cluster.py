@@ -105,6 +105,7 @@ class AirflowCluster:
             "core__executor": executor,
             "core__execution_api_server_url": f"{self.url}/execution/",
             "core__simple_auth_manager_all_admins": "True",
+            "core__test_connection": "Enabled",  # the connection form's Test button (POST /connections/test)
             "core__dags_are_paused_at_creation": "True",
             "core__parallelism": str(parallelism),
             "core__hostname_callable": f"{__name__}.worker_hostname",
@@ -258,12 +259,14 @@ class AirflowCluster:
             self._token = response.json()["access_token"]
         return self._token
 
-    def api(self, method: str, path: str, *, ok: Iterable[int] = (200, 201), **kwargs: Any) -> Any:
+    def api(
+        self, method: str, path: str, *, ok: Iterable[int] = (200, 201), prefix: str = "/api/v2", **kwargs: Any
+    ) -> Any:
         """Call ``/api/v2{path}`` with the bearer token; any status outside ``ok`` raises with the body."""
         for attempt in range(2):
             response = self._session.request(
                 method,
-                f"{self.url}/api/v2{path}",
+                f"{self.url}{prefix}{path}",
                 headers={"Authorization": f"Bearer {self.token}"},
                 timeout=60,
                 **kwargs,
@@ -273,8 +276,12 @@ class AirflowCluster:
                 continue
             break
         if response.status_code not in set(ok):
-            raise AirflowError(f"{method} /api/v2{path} -> {response.status_code}: {response.text[:500]}")
+            raise AirflowError(f"{method} {prefix}{path} -> {response.status_code}: {response.text[:500]}")
         return response.json() if response.content else None
+
+    def ui(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The UI's own endpoints (``/ui{path}``), e.g. ``/connections/hook_meta``: what the forms show."""
+        return self.api(method, path, prefix="/ui", **kwargs)
 
     def wait_until(self, what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
         """Poll ``probe`` until it returns something truthy; fail naming ``what`` and the log folder."""
@@ -359,13 +366,17 @@ class AirflowCluster:
 
     # --- the UI, for the docs' screenshots ---------------------------------------------------------
 
+    def login_url(self, ui_path: str) -> str:
+        """A URL that logs a browser in (simple auth manager, all admins) and lands on ``ui_path``."""
+        return f"{self.url}/auth/token/login?next={quote(self.url + ui_path, safe='')}"
+
     def screenshot(self, ui_path: str, out: Path, size: str = "1600,1000", budget_ms: int = 15000) -> Path:
         """Headless Chromium screenshot of a UI page (``/dags/<id>/runs/<run>``), logged in as the UI does."""
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         if chromium is None:
             raise AirflowError("no chromium on PATH: apt-get install -y chromium")
         out.parent.mkdir(parents=True, exist_ok=True)
-        login = f"{self.url}/auth/token/login?next={quote(self.url + ui_path, safe='')}"
+        login = self.login_url(ui_path)
         argv = [
             chromium,
             "--headless",

@@ -1,10 +1,11 @@
-"""Validate every region file before a deploy: ``python -m phone_sync.check_regions [DIR]``.
+"""Validate every region file before a deploy and print every problem, naming the file and the field.
 
-Prints every problem of every file (file and field named) and exits non-zero if there is one.
+``phone-sync-check-regions [DIR]`` (or ``python -m phone_sync.check_regions``) exits non-zero if there is one.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -12,8 +13,10 @@ from phone_sync.config import load_regions, region_files, regions_dir
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    directory = Path(args[0]) if args else regions_dir()
+    parser = argparse.ArgumentParser(prog="phone-sync-check-regions", description=__doc__.split("\n\n")[0])
+    parser.add_argument("directory", nargs="?", type=Path, help="folder of region files (default: %(default)s)")
+    parser.set_defaults(directory=regions_dir())
+    directory = parser.parse_args(argv).directory
     if not region_files(directory):
         print(f"no region files (*.json) in {directory}")
         return 1

@@ -8,6 +8,7 @@ back through their own HTTP APIs (FHIR search with the region's token, the emula
 from __future__ import annotations
 
 import os
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,6 +20,7 @@ from typing import Any
 import requests
 
 from localservers.airflow_cluster import AirflowCluster
+from localservers.browser import Browser
 from localservers.scenario import Scenario
 from localservers.stack import LocalRegion, local_region
 from phone_sync.config import RegionConfig
@@ -258,3 +260,21 @@ def screenshot(cluster: AirflowCluster, path: str, name: str) -> None:
     folder = os.environ.get("PHONE_SYNC_E2E_SCREENSHOTS")
     if folder:
         cluster.screenshot(path, Path(folder) / f"{name}.png")
+
+
+def dialog_screenshot(cluster: AirflowCluster, ui_path: str, name: str, clicks: list[str], ready: str) -> None:
+    """With PHONE_SYNC_E2E_SCREENSHOTS=<folder>, click through a UI page to a dialog and save the dialog.
+
+    ``clicks`` and ``ready`` are JavaScript expressions: the elements to click in turn, then what must be
+    true before the picture (the dialog's content rendered).
+    """
+    folder = os.environ.get("PHONE_SYNC_E2E_SCREENSHOTS")
+    if not folder:
+        return
+    with Browser(cluster.home / "chromium-devtools") as browser:
+        browser.open(cluster.login_url(ui_path))
+        for element in clicks:
+            browser.click(element)
+        browser.wait_for(ready)
+        time.sleep(1)  # the accordion's opening animation
+        browser.screenshot(Path(folder) / f"{name}.png", clip="document.querySelector('[role=dialog]')")

@@ -26,6 +26,7 @@ from tests.e2e.harness import (
     assert_statuses,
     batches,
     current_phones,
+    dialog_screenshot,
     expected_counts,
     fhir_patients,
     label_rows,
@@ -364,3 +365,62 @@ def broken_region_file(world: World, steady: str, fragile: str) -> dict[str, Any
     assert "config-error" not in {t["name"] for t in steady_dag.get("tags", [])}
     assert cluster.api("GET", "/importErrors")["total_entries"] == 0
     return {"fragile": shown, "copy": copied}
+
+
+EDIT_BUTTON = json.dumps('button[aria-label="Edit Connection"]')  # a CSS selector as a JavaScript string
+# What the connection form writes into extra for a bearer connection: every field, defaults, empty ones null.
+FORM_EXTRA = {"auth_type": "bearer", "token_url": None, "scope": None, "client_auth": "body", "verify": True}
+
+
+def fhir_connection_form(world: World, name: str) -> dict[str, Any]:
+    """Scenario 6: an operator adds a region's FHIR connection in the UI's form and presses Test.
+
+    The api-server offers the ``fhir`` type with its own fields; a connection made as the form makes it
+    (``POST /api/v2/connections``) tests green against the region's server, and the same form with a wrong
+    token tests red, saying the credentials were refused and showing no token.
+    """
+    cluster, region = world.cluster, world.regions[name]
+    meta = cluster.ui("GET", "/connections/hook_meta")
+    (fhir,) = [m for m in meta if m["connection_type"] == "fhir"]
+    assert fhir["hook_name"] == "FHIR"
+    assert set(fhir["extra_fields"]) == {*FORM_EXTRA, "timeout"}
+
+    conn_id = f"fhir_{name}_form"
+    body = {
+        "connection_id": conn_id,
+        "conn_type": "fhir",
+        "description": f"{region.config.display_name} FHIR server",
+        "host": region.fhir.url,
+        "password": region.fhir_token,
+        "extra": json.dumps({**FORM_EXTRA, "timeout": None}),
+    }
+    created = cluster.api("POST", "/connections", json=body)
+    assert (created["conn_type"], created["password"]) == ("fhir", "***")
+
+    passed = cluster.api("POST", "/connections/test", json=body)
+    assert passed["status"] is True, passed
+    assert passed["message"] == (
+        f"FHIR 4.0.1 server at {region.fhir.url}: metadata OK, bearer token accepted (GET Patient?_count=0)"
+    )
+
+    wrong_token = "not-the-region-token-" + region.fhir_token[-4:]
+    failed = cluster.api("POST", "/connections/test", json={**body, "password": wrong_token})
+    assert failed["status"] is False, failed
+    refused = "answers metadata, but the FHIR server refused the credentials (HTTP 401 on GET /Patient)"
+    assert refused in failed["message"]
+    assert wrong_token not in failed["message"]
+    assert region.fhir_token not in failed["message"]
+
+    edit = f"[...document.querySelectorAll('tr')].find(r => r.innerText.includes('{conn_id}'))"
+    dialog_screenshot(
+        cluster,
+        "/connections",
+        "connection-form-fhir",
+        clicks=[
+            f"{edit}?.querySelector({EDIT_BUTTON})",
+            "[...document.querySelectorAll('[role=dialog] [aria-expanded]')]"
+            ".find(b => b.innerText.trim() === 'Extra Fields')",
+        ],
+        ready="document.querySelector('[role=dialog]')?.innerText.includes('OAuth2 token URL')",
+    )
+    return {"passed": passed, "failed": failed}

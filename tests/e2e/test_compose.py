@@ -60,3 +60,51 @@ def test_checker_catches_a_missing_mount_and_script() -> None:
     assert "no_such_folder does not exist" in problems
     assert "'schedulr' is not an airflow component command" in problems
     assert "missing service redis" in problems
+
+
+OLD_DOCKERFILE = """FROM apache/airflow:3.3.2
+USER airflow
+COPY --chown=airflow:root requirements.txt /opt/phone-sync/requirements.txt
+COPY --chown=airflow:root pyproject.toml README.md /opt/phone-sync/src-dist/
+ENV PYTHONPATH=/opt/airflow
+RUN pip install --no-cache-dir "apache-airflow==3.3.2" -r /opt/phone-sync/requirements.txt \\
+    && pip install --no-cache-dir --no-deps /opt/phone-sync/src-dist
+"""
+
+
+def test_dockerfile_installs_the_project_with_airflows_constraints() -> None:
+    text = (ROOT / "docker" / "Dockerfile").read_text(encoding="utf-8")
+    assert '--constraint "${HOME}/constraints.txt"' in text
+    assert "requirements" not in text.replace("requirements.lock is for .venv and CI", "")
+    assert checker._check_dockerfile("airflow", ROOT / "docker" / "Dockerfile", ROOT) == []
+
+
+def test_checker_catches_a_dockerfile_that_moves_airflows_pins(tmp_path: Path) -> None:
+    """The old shape: the whole freeze over the image, no constraints, the project without its dependencies."""
+    (tmp_path / "requirements.txt").write_text("apache-airflow==3.3.2\n")
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "README.md").write_text("")
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(OLD_DOCKERFILE)
+    problems = "\n".join(checker._check_dockerfile("airflow", dockerfile, tmp_path))
+    assert "pip install without Airflow's constraints" in problems
+    assert "pip install of a requirements file" in problems
+    assert "sets PYTHONPATH" in problems
+    assert "does not name apache-airflow==3.3.2" in problems  # the second install
+    fixed = OLD_DOCKERFILE.replace("-r /opt/phone-sync/requirements.txt", '--constraint "${HOME}/constraints.txt"')
+    fixed = fixed.replace("--no-deps /opt/phone-sync/src-dist", '-c "${HOME}/constraints.txt" /opt/phone-sync/src-dist')
+    dockerfile.write_text(fixed.replace("ENV PYTHONPATH=/opt/airflow\n", ""))
+    remaining = checker._check_dockerfile("airflow", dockerfile, tmp_path)
+    assert remaining == [
+        "airflow: pip install without Airflow's constraints (${HOME}/constraints.txt)",
+        "airflow: pip install does not name apache-airflow==3.3.2, so it may move Airflow",
+    ]
+
+
+def test_checker_refuses_pythonpath_outside_the_dev_tooling() -> None:
+    config = copy.deepcopy(checker.yaml_config())
+    scheduler = config["services"]["airflow-scheduler"]
+    scheduler["environment"] = {**scheduler["environment"], "PYTHONPATH": "/opt/airflow/plugins"}  # not the anchor's
+    assert checker.check(config) == [
+        "airflow-scheduler: sets PYTHONPATH (the phone_sync package is installed in the image)"
+    ]

@@ -63,3 +63,7 @@ def test_two_regions_at_once(world: World) -> None:
 
 def test_region_file_broken_while_running(world: World) -> None:
     scenarios.broken_region_file(world, "e2e_steady", "e2e_fragile")
+
+
+def test_fhir_connection_form_and_test_button(world: World) -> None:
+    scenarios.fhir_connection_form(world, "e2e_run")

@@ -14,7 +14,16 @@ from phone_sync.fhir.client import FhirClient
 from phone_sync.fhir.connection import base_url, is_loopback
 from phone_sync.fhir.errors import FhirConfigError
 from phone_sync.fhir.hook import FhirHook
-from tests.fhir.helpers import TOKEN, LocalFhir, fhir_config, new_nik, set_connection, update
+from tests.fhir.helpers import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    TOKEN,
+    LocalFhir,
+    fhir_config,
+    new_nik,
+    set_connection,
+    update,
+)
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -136,6 +145,36 @@ def test_test_connection(fhir: LocalFhir, bearer_conn: str, monkeypatch: pytest.
     ok, message = FhirHook("fhir_down", backoff=Backoff(attempts=1), timeout=2).test_connection()
     assert not ok
     assert "no answer" in message
+
+
+def test_test_connection_checks_the_credentials_not_only_metadata(
+    fhir: LocalFhir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``metadata`` is public, so a wrong token must fail on the authenticated probe, naming the 401."""
+    wrong = "wrong-token-for-the-test-button"
+    conn = set_connection(monkeypatch, "fhir_wrong_token", host=fhir.url, password=wrong)
+    ok, message = FhirHook(conn).test_connection()
+    assert not ok
+    assert "answers metadata, but the FHIR server refused" in message
+    assert "refused the credentials (HTTP 401 on GET /Patient)" in message
+    assert wrong not in message
+    assert [(e["path"], e["status"]) for e in fhir.requests_log()] == [("/metadata", 200), ("/Patient", 401)]
+
+
+@pytest.mark.parametrize(("secret", "expect_ok"), [(CLIENT_SECRET, True), ("not-the-secret", False)])
+def test_test_connection_obtains_an_oauth2_token(
+    fhir: LocalFhir, monkeypatch: pytest.MonkeyPatch, secret: str, expect_ok: bool
+) -> None:
+    extra = {"auth_type": "oauth2", "token_url": "/oauth2/token"}
+    conn = set_connection(monkeypatch, "fhir_oauth_test", host=fhir.url, login=CLIENT_ID, password=secret, extra=extra)
+    ok, message = FhirHook(conn).test_connection()
+    assert ok is expect_ok, message
+    assert secret not in message
+    if expect_ok:
+        assert f"OAuth2 token obtained from {fhir.url}/oauth2/token and accepted" in message
+        assert "4.0.1" in message
+    else:
+        assert "token endpoint refused the client credentials (HTTP 401 invalid_client)" in message
 
 
 def test_base_path_in_the_host_field(fhir_factory: Callable[..., LocalFhir], monkeypatch: pytest.MonkeyPatch) -> None:

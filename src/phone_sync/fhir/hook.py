@@ -75,22 +75,6 @@ class FhirHook(BaseHook):
         self._session: requests.Session | None = None
         self._auth: Authorizer | None = None
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": [],
-            "relabeling": {
-                "host": "FHIR base URL",
-                "login": "OAuth2 client id",
-                "password": "Bearer token or OAuth2 client secret",
-                "schema": "Scheme (https)",
-            },
-            "placeholders": {
-                "host": "https://fhir.example.id/fhir",
-                "extra": '{"auth_type": "oauth2", "token_url": "https://auth.example.id/oauth2/token", "scope": ""}',
-            },
-        }
-
     # connection
 
     @property
@@ -204,19 +188,40 @@ class FhirHook(BaseHook):
         return stats
 
     def test_connection(self) -> tuple[bool, str]:
-        """``GET [base]/metadata``: reachable and speaking FHIR (the UI's Test button)."""
+        """The connection form's Test button: the server speaks FHIR and accepts these credentials.
+
+        ``GET metadata`` (for OAuth2, after obtaining a token) is public on most servers, so it proves the
+        URL, not the credentials: a search that returns no resources (``GET Patient?_count=0``) checks them.
+        The message names the step that failed and never holds a token.
+        """
         try:
             response = self.request("GET", "metadata", kind="metadata")
-        except FhirError as exc:
-            return False, str(exc)
+            if response.status_code != 200:
+                return False, f"GET metadata answered HTTP {response.status_code}"
+            try:
+                body = response.json()
+            except ValueError:
+                return False, "GET metadata did not answer JSON"
+            if not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":
+                return False, "GET metadata did not answer a CapabilityStatement"
         except Exception as exc:
-            return False, f"{type(exc).__name__}: {exc}"
-        if response.status_code != 200:
-            return False, f"GET metadata answered HTTP {response.status_code}"
+            return False, self._test_problem(exc)
+        server = f"FHIR {body.get('fhirVersion', '?')} server at {self.base_url}"
+        auth_type = self.settings.auth_type
         try:
-            body = response.json()
-        except ValueError:
-            return False, "GET metadata did not answer JSON"
-        if body.get("resourceType") != "CapabilityStatement":
-            return False, "GET metadata did not answer a CapabilityStatement"
-        return True, f"FHIR {body.get('fhirVersion', '?')} server at {self.base_url}"
+            probe = self.request("GET", "Patient", params={"_count": "0"}, kind="metadata")
+        except Exception as exc:
+            return False, f"{server} answers metadata, but {self._test_problem(exc)}"
+        if probe.status_code != 200:
+            return False, f"{server} answers metadata, but GET Patient?_count=0 answered HTTP {probe.status_code}"
+        accepted = {
+            "oauth2": f"OAuth2 token obtained from {self.settings.token_url} and accepted",
+            "bearer": "bearer token accepted",
+            "none": "no authentication, Patient search allowed",
+        }[auth_type]
+        return True, f"{server}: metadata OK, {accepted} (GET Patient?_count=0)"
+
+    def _test_problem(self, exc: Exception) -> str:
+        """The error without the connection id: the API tests a copy under a random id nobody knows."""
+        text = str(exc).replace(f"connection '{self.fhir_conn_id}': ", "")
+        return text if isinstance(exc, FhirError) else f"{type(exc).__name__}: {text}"

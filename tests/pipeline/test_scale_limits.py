@@ -6,6 +6,7 @@ at 100 rows a batch). Lowered here to 2, so a few hundred rows show the same cli
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import pytest
@@ -68,3 +69,23 @@ def test_a_failed_clean_step_never_ends_green(make_region: MakeRegion, monkeypat
     [report] = report_rows(region)
     assert report["problem"] == "clean_phones: RuntimeError", "the cause, without a library's message"
     assert all(text == "" for text in statuses(region).values())
+
+
+def test_check_regions_warns_when_a_sheet_needs_several_runs(
+    make_region: MakeRegion, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from phone_sync.check_regions import main as check_regions
+    from phone_sync.config import REGIONS_DIR_ENV
+
+    region = make_region(generate(450, seed=53))
+    folder = os.environ[REGIONS_DIR_ENV]
+
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "2")
+    assert check_regions([folder]) == 0
+    said = capsys.readouterr().out
+    assert "WARN: worksheet 'patients' has room for 999 rows, more than one run takes (200)" in said
+
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "1024")
+    assert check_regions([folder]) == 0
+    assert "worksheet 'patients' has room for 999 rows; one run takes 102,400" in capsys.readouterr().out
+    assert region.config.region in said

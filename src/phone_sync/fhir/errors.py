@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from phone_sync.errors import SetupError
+
 
 class FhirError(Exception):
     """The FHIR server answered something this client cannot use (the batch task should fail)."""
@@ -11,8 +13,12 @@ class FhirUnavailable(FhirError):
     """Transient trouble (no answer, 5xx, 429) that outlived every retry: fail the task, retry it later."""
 
 
-class FhirAuthError(FhirError):
-    """Credentials were refused (401 after a refresh, or the token endpoint said no)."""
+class FhirAuthError(FhirError, SetupError):
+    """Credentials were refused (401 after a refresh, or the token endpoint said no).
+
+    A set-up problem: retrying with the same credentials cannot help (and a gateway such as SATUSEHAT
+    rate-limits a client after a refused attempt), so the task fails at once, naming the connection.
+    """
 
 
 class FhirConfigError(FhirError, ValueError):

@@ -29,6 +29,42 @@ def conn_env_name(conn_id: str) -> str:
     return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
+@dataclass(frozen=True)
+class FhirOAuth:
+    """The region's FHIR connection as an OAuth2 client of its local server, SATUSEHAT-style by default.
+
+    ``grant_limit`` tokens per client per minute at most (0: no limit); ``extra`` adds connection extras.
+    The server keeps accepting the region's static token too, for tests that read the server back.
+    """
+
+    style: str = "satusehat"
+    client_id: str = "phone-sync-local-client"
+    client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    token_path: str = "/oauth2/v1/accesstoken"  # noqa: S105 - a path, not a secret
+    grant_limit: int = 0
+    expires_in: int = 3599
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def server_args(self) -> list[str]:
+        return [
+            f"--oauth-client={self.client_id}:{self.client_secret}",
+            f"--token-style={self.style}",
+            f"--token-path={self.token_path}",
+            f"--token-grant-limit={self.grant_limit}",
+            f"--token-expires-in={self.expires_in}",
+        ]
+
+    def connection(self, fhir_url: str) -> dict[str, Any]:
+        extra = {
+            "auth_type": "oauth2",
+            "token_url": self.token_path,
+            "grant_type_in": "query" if self.style == "satusehat" else "body",
+            **self.extra,
+        }
+        secret = self.client_secret
+        return {"conn_type": "fhir", "host": fhir_url, "login": self.client_id, "password": secret, "extra": extra}
+
+
 @dataclass
 class LocalRegion:
     config: RegionConfig
@@ -38,11 +74,17 @@ class LocalRegion:
     keyfile: dict[str, Any]
     fhir_db: Path
     phi_key: str = field(default_factory=new_key)
+    fhir_oauth: FhirOAuth | None = None
 
     @property
     def connections(self) -> dict[str, str]:
-        """Environment variables defining the region's Airflow connections: FHIR, Google, and the PHI key."""
+        """Environment variables defining the region's Airflow connections: FHIR, Google, and the PHI key.
+
+        The FHIR connection holds the static token, or with ``fhir_oauth`` the OAuth2 client credentials.
+        """
         fhir = {"conn_type": "fhir", "host": self.fhir.url, "password": self.fhir_token}
+        if self.fhir_oauth is not None:
+            fhir = self.fhir_oauth.connection(self.fhir.url)
         google = {
             "conn_type": "google_cloud_platform",
             "extra": {"keyfile_dict": self.keyfile, "sheets_api_url": self.sheets.url},
@@ -130,8 +172,12 @@ def local_region(
     *,
     fhir_args: Sequence[str] = (),
     sheets_args: Sequence[str] = (),
+    fhir_oauth: FhirOAuth | None = None,
 ) -> Iterator[LocalRegion]:
-    """Seed and start the region's servers on free loopback ports; stop exactly them on exit."""
+    """Seed and start the region's servers on free loopback ports; stop exactly them on exit.
+
+    With ``fhir_oauth`` the region's FHIR connection is an OAuth2 client of its server (see :class:`FhirOAuth`).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / f"fhir-{config.region}.sqlite"
     db.unlink(missing_ok=True)
@@ -145,7 +191,7 @@ def local_region(
         fhir = stack.enter_context(
             ServerProcess(
                 "localservers.fhir",
-                ["--db", str(db), f"--token={token}", *fhir_args],
+                ["--db", str(db), f"--token={token}", *(fhir_oauth.server_args() if fhir_oauth else ()), *fhir_args],
                 health_path="/metadata",
                 log_path=workdir / f"fhir-{config.region}.log",
             )
@@ -160,4 +206,4 @@ def local_region(
         )
         seed_sheet(sheets.url, config, scenario)
         keyfile = demo_keyfile(token_uri=f"{sheets.url}/token", client_email=f"phone-sync-{config.region}@local.test")
-        yield LocalRegion(config, fhir, sheets, token, keyfile, db)
+        yield LocalRegion(config, fhir, sheets, token, keyfile, db, fhir_oauth=fhir_oauth)

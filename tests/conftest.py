@@ -19,7 +19,7 @@ from localservers.airflow_env import airflow_env
 os.environ.update(airflow_env(Path(tempfile.mkdtemp(prefix="phone-sync-airflow-"))))
 
 from localservers.scenario import Scenario
-from localservers.stack import LocalRegion, local_region
+from localservers.stack import FhirOAuth, LocalRegion, local_region
 from phone_sync.config import REGIONS_DIR_ENV
 from tests.regions import MakeRegion, region_file
 
@@ -35,15 +35,21 @@ def make_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: Non
     """Start a region's local servers for a scenario and point its Airflow connections at them.
 
     ``make_region(scenario, **changes)`` writes the demo region (fast task retries, ``changes``
-    applied) where the DAG folder reads region files, and returns the running :class:`LocalRegion`.
+    applied) where the DAG folder reads region files, and returns the running :class:`LocalRegion`;
+    ``fhir_oauth=FhirOAuth(...)`` makes its FHIR connection an OAuth2 client (SATUSEHAT-style by default).
     """
     regions = tmp_path / "regions"
     monkeypatch.setenv(REGIONS_DIR_ENV, str(regions))
     with ExitStack() as stack:
 
-        def start(scenario: Scenario, fhir_args: tuple[str, ...] = (), **changes: Any) -> LocalRegion:
+        def start(
+            scenario: Scenario, fhir_args: tuple[str, ...] = (), fhir_oauth: FhirOAuth | None = None, **changes: Any
+        ) -> LocalRegion:
             config = region_file(regions, **changes)
-            region = stack.enter_context(local_region(config, scenario, tmp_path / "servers", fhir_args=fhir_args))
+            servers = tmp_path / "servers"
+            region = stack.enter_context(
+                local_region(config, scenario, servers, fhir_args=fhir_args, fhir_oauth=fhir_oauth)
+            )
             for name, value in region.connections.items():
                 monkeypatch.setenv(name, value)
             return region

@@ -9,7 +9,7 @@ from pathlib import Path
 import uvicorn
 
 from localservers.fhir.app import TRANSPORT_KEY, ServerState, create_app
-from localservers.fhir.auth import Auth
+from localservers.fhir.auth import Auth, TokenPolicy
 from localservers.fhir.faults import Faults, Knobs
 from localservers.fhir.interactions import Interactions
 from localservers.fhir.store import Store
@@ -45,7 +45,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--oauth-client", action="append", default=[], metavar="ID:SECRET", help="OAuth2 client credentials"
     )
     parser.add_argument("--token-expires-in", type=int, default=3600, help="lifetime of issued tokens (s)")
-    parser.add_argument("--token-path", default="/oauth2/token")
+    parser.add_argument("--token-path", default="/oauth2/token", help="SATUSEHAT: /oauth2/v1/accesstoken")
+    parser.add_argument(
+        "--token-style",
+        choices=("oauth2", "satusehat"),
+        default="oauth2",
+        help="token endpoint answers: RFC 6749, or SATUSEHAT's (grant_type in the query, string fields)",
+    )
+    parser.add_argument("--token-grant-limit", type=int, default=0, help="tokens per client id per window (0: off)")
+    parser.add_argument("--token-grant-window", type=float, default=60.0, help="grant limit window (s)")
+    parser.add_argument(
+        "--token-rate-limit-status", type=int, default=429, help="status of SATUSEHAT-style rate-limit answers"
+    )
     parser.add_argument("--page-size", type=int, default=20, help="default search page size (HAPI: 20)")
     parser.add_argument("--max-page-size", type=int, default=500)
     parser.add_argument("--conflict-status", type=int, choices=(409, 412), default=409)
@@ -82,7 +93,17 @@ def build_state(args: argparse.Namespace) -> ServerState:
     faults = Faults(knobs)
     return ServerState(
         store=store,
-        auth=Auth(static_tokens=tokens, clients=clients, expires_in=args.token_expires_in),
+        auth=Auth(
+            static_tokens=tokens,
+            clients=clients,
+            expires_in=args.token_expires_in,
+            policy=TokenPolicy(
+                style=args.token_style,
+                grant_limit=args.token_grant_limit,
+                window_seconds=args.token_grant_window,
+                rate_limit_status=args.token_rate_limit_status,
+            ),
+        ),
         faults=faults,
         interactions=Interactions(store, faults, args.page_size, args.max_page_size),
         base_path="/" + args.base_path.strip("/") if args.base_path.strip("/") else "",

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import ipaddress
 import json
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +22,15 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from localservers.fhir.auth import Auth, bearer_of, token_hash
+from localservers.fhir.auth import (
+    SATUSEHAT_BAD_CLIENT,
+    SATUSEHAT_RATE_LIMIT,
+    Auth,
+    bearer_of,
+    satusehat_grant,
+    satusehat_refusal,
+    token_hash,
+)
 from localservers.fhir.errors import FhirServerError, operation_outcome
 from localservers.fhir.faults import Faults
 from localservers.fhir.interactions import Interactions, Result
@@ -75,6 +84,7 @@ class ServerState:
             "bundle_entries": dict(entries),
             "patients": self.store.count(),
             "tokens_issued": self.auth.issued_count,
+            "token_refusals": dict(self.auth.refusals),
         }
 
 
@@ -288,6 +298,45 @@ def _answer(result: Result) -> Response:
     return fhir_response(status, body, headers)
 
 
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body), status, media_type="application/json", headers=headers)
+
+
+def _token_answer(auth: Auth, raw: bytes, query: Any, headers: Any) -> Response:
+    """``POST <token path>``: client credentials, answered in the policy's style (see ``auth``)."""
+    form = dict(parse_qsl(raw.decode(), keep_blank_values=True))
+    client_id, secret = form.get("client_id"), form.get("client_secret")
+    basic = headers.get("authorization", "")
+    if basic.lower().startswith("basic "):
+        try:
+            client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+        except ValueError:
+            client_id = secret = None
+    satusehat = auth.policy.style == "satusehat"
+    grant_type = query.get("grant_type") if satusehat else form.get("grant_type")
+    if grant_type != "client_credentials":
+        if satusehat:  # assumed: the query parameter is required (Apigee's wording)
+            return _json(400, satusehat_refusal("Required param : grant_type"))
+        return _json(400, {"error": "unsupported_grant_type"})
+    decision = auth.decide(client_id, secret)
+    if decision.outcome == "invalid_client":
+        return _json(401, satusehat_refusal(SATUSEHAT_BAD_CLIENT) if satusehat else {"error": "invalid_client"})
+    if decision.outcome == "rate_limited":
+        if satusehat:
+            return _json(auth.policy.rate_limit_status, satusehat_refusal(SATUSEHAT_RATE_LIMIT))
+        wait = str(max(1, math.ceil(decision.retry_after or 1)))
+        body = {"error": "temporarily_unavailable", "error_description": "token rate limit for this client"}
+        return _json(429, body, {"Retry-After": wait})
+    assert decision.token is not None
+    if satusehat:
+        body = satusehat_grant(decision.token, client_id or "", auth.expires_in)
+    else:
+        body = {"access_token": decision.token, "token_type": "Bearer", "expires_in": auth.expires_in}
+        if form.get("scope"):
+            body["scope"] = form["scope"]
+    return _json(200, body, {"Cache-Control": "no-store"})
+
+
 def create_app(state: ServerState, token_path: str = "/oauth2/token") -> ASGIApp:  # noqa: S107
     """The FHIR server as an ASGI app wrapped in the fault/log layer."""
     api = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
@@ -308,24 +357,7 @@ def create_app(state: ServerState, token_path: str = "/oauth2/token") -> ASGIApp
 
     @api.post(token_path)
     async def token(request: Request) -> Response:
-        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
-        client_id, secret = form.get("client_id"), form.get("client_secret")
-        basic = request.headers.get("authorization", "")
-        if basic.lower().startswith("basic "):
-            try:
-                client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
-            except ValueError:
-                client_id = secret = None
-        if form.get("grant_type") != "client_credentials":
-            return Response(json.dumps({"error": "unsupported_grant_type"}), 400, media_type="application/json")
-        issued = state.auth.issue(client_id, secret)
-        if issued is None:
-            return Response(json.dumps({"error": "invalid_client"}), 401, media_type="application/json")
-        access_token, expires_in = issued
-        body = {"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in}
-        if form.get("scope"):
-            body["scope"] = form["scope"]
-        return Response(json.dumps(body), 200, media_type="application/json", headers={"Cache-Control": "no-store"})
+        return _token_answer(state.auth, await request.body(), request.query_params, request.headers)
 
     @api.get(base + "/Patient")
     async def search_get(request: Request) -> Response:
@@ -425,6 +457,20 @@ def _admin_routes(api: FastAPI, state: ServerState) -> None:
     async def reset_faults(request: Request) -> dict[str, Any]:
         loopback_only(request)
         return state.faults.reset()
+
+    @api.get("/_admin/token-policy")
+    async def get_token_policy(request: Request) -> dict[str, Any]:
+        loopback_only(request)
+        return state.auth.policy_snapshot()
+
+    @api.post("/_admin/token-policy")
+    async def set_token_policy(request: Request) -> Response:
+        loopback_only(request)
+        try:
+            changes = json.loads(await request.body() or b"{}")
+            return _json(200, state.auth.set_policy(changes))
+        except (ValueError, TypeError) as exc:
+            return outcome_response(400, str(exc), "invalid")
 
     @api.post("/_admin/revoke-tokens")
     async def revoke(request: Request) -> dict[str, int]:

@@ -22,7 +22,7 @@ import requests
 from localservers.airflow_cluster import AirflowCluster
 from localservers.browser import Browser
 from localservers.scenario import Scenario
-from localservers.stack import LocalRegion, local_region
+from localservers.stack import FhirOAuth, LocalRegion, local_region
 from phone_sync.config import RegionConfig
 from phone_sync.phones import canonical
 from tests.regions import STATUS_PREFIX, merged, region_file, report_rows
@@ -34,11 +34,13 @@ FAST_RETRIES = {"count": 1, "delay_seconds": 2, "max_delay_seconds": 4}
 
 @dataclass
 class RegionSpec:
-    """A test region: its name, changes to demo.json, and the synthetic sheet and patients it starts with."""
+    """A test region: its name, changes to demo.json, and the synthetic sheet and patients it starts with;
+    ``fhir_oauth`` makes its FHIR connection an OAuth2 client of its server instead of a static token."""
 
     name: str
     scenario: Scenario
     changes: dict[str, Any] = field(default_factory=dict)
+    fhir_oauth: FhirOAuth | None = None
 
 
 @dataclass
@@ -81,7 +83,7 @@ def running_world(workdir: Path, specs: list[RegionSpec], **cluster_options: Any
         regions: dict[str, LocalRegion] = {}
         for spec in specs:
             config = write_region(regions_dir, spec.name, spec.changes)
-            regions[spec.name] = _enter_region(stack, config, spec.scenario, workdir / "servers")
+            regions[spec.name] = _enter_region(stack, config, spec.scenario, workdir / "servers", spec.fhir_oauth)
         env = {"PHONE_SYNC_REGIONS_DIR": str(regions_dir)}
         for region in regions.values():
             env.update(region.connections)
@@ -89,13 +91,15 @@ def running_world(workdir: Path, specs: list[RegionSpec], **cluster_options: Any
         yield World(regions_dir, regions, {s.name: s.scenario for s in specs}, cluster)
 
 
-def _enter_region(stack: ExitStack, config: RegionConfig, scenario: Scenario, workdir: Path) -> LocalRegion:
+def _enter_region(
+    stack: ExitStack, config: RegionConfig, scenario: Scenario, workdir: Path, fhir_oauth: FhirOAuth | None = None
+) -> LocalRegion:
     """Start a region's servers; retried because ``local_region`` passes ``--token <random>`` and a token
     starting with ``-`` makes the FHIR server's argparse exit (see the report: ``--token=<token>`` fixes it).
     """
     for attempt in range(3):
         try:
-            return stack.enter_context(local_region(config, scenario, workdir))
+            return stack.enter_context(local_region(config, scenario, workdir, fhir_oauth=fhir_oauth))
         except RuntimeError:
             if attempt == 2:
                 raise

@@ -17,6 +17,7 @@ import requests
 
 from localservers.fhir.auth import token_hash
 from localservers.scenario import IDENTIFIER_SYSTEM, Expected, Scenario, generate
+from localservers.stack import LocalRegion
 from phone_sync.phones import canonical
 from tests.e2e.harness import (
     RUN_ID_HEADER,
@@ -424,3 +425,47 @@ def fhir_connection_form(world: World, name: str) -> dict[str, Any]:
         ready="document.querySelector('[role=dialog]')?.innerText.includes('OAuth2 token URL')",
     )
     return {"passed": passed, "failed": failed}
+
+
+# --- 7. one OAuth2 token for a run's parallel batches -------------------------------------------------
+
+
+def _token_requests(region: LocalRegion) -> int:
+    """Requests the region's token endpoint has answered so far (granted or refused)."""
+    log = requests.get(f"{region.fhir.url}/_admin/requests", timeout=30).json()
+    return sum(1 for entry in log if entry["interaction"] == "token")
+
+
+def shared_token(world: World, name: str) -> list[dict[str, Any]]:
+    """An OAuth2 region whose gateway limits grants: batches in parallel processes share one token per run,
+    and a second run while the token lives asks for none."""
+    cluster, region, scenario = world.cluster, world.regions[name], world.scenarios[name]
+    dag_id = _start(world, name)
+    before = _token_requests(region)
+    run_id = cluster.trigger(dag_id)
+    run = cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+    assert run["state"] == "success", f"run {run_id} {run['state']}: {_states(world, dag_id, run_id)}"
+    tis = batches(cluster, dag_id, run_id)
+    assert len(tis) >= 4, tis
+    assert max_concurrency(tis) >= 2, "batches should have run in parallel"
+    assert len({ti["pid"] for ti in tis}) >= 2, "batches ran in several processes"
+    assert _token_requests(region) - before == 1, "one token request for the whole run"
+    assert region.fhir_stats()["token_refusals"] == {}
+    assert_statuses(region, scenario)
+    assert_fhir(region, scenario)
+    assert_report(report_for(region, run_id)[0], scenario)
+
+    # The operator sends every row again; the token from the first run is still valid.
+    status = region.config.sheets.columns.status
+    col = chr(ord("A") + read_sheet(region).header.index(status))
+    last = max(scenario.expected)
+    region.sheet_edit({"op": "set", "range": f"{col}2:{col}{last}", "values": [[""] for _ in range(2, last + 1)]})
+    before = _token_requests(region)
+    again = cluster.trigger(dag_id)
+    run = cluster.wait_for_run(dag_id, again, RUN_TIMEOUT)
+    assert run["state"] == "success", f"run {again} {run['state']}: {_states(world, dag_id, again)}"
+    assert len(batches(cluster, dag_id, again)) >= 4
+    assert _token_requests(region) - before == 0, "the second run reused the shared token"
+    [report] = report_for(region, again)
+    assert report["unchanged"] >= expected_counts(scenario)["updated"], report
+    return tis

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from localservers.scenario import generate
+from localservers.stack import FhirOAuth
 from tests.e2e import scenarios
 from tests.e2e.harness import RegionSpec, World, running_world
 
@@ -21,6 +22,13 @@ def world(tmp_path_factory: pytest.TempPathFactory, postgres_url: str, redis_url
     specs = [
         RegionSpec("e2e_celery_run", generate(500, seed=21)),
         RegionSpec("e2e_celery_outage", generate(600, seed=22)),
+        # Standard OAuth2 (RFC 6749 answers, 429 with Retry-After) granting at most 2 tokens per minute.
+        RegionSpec(
+            "e2e_celery_oauth",
+            generate(300, seed=23),
+            {"batch_size": 40},
+            FhirOAuth(style="oauth2", token_path="/oauth2/token", grant_limit=2),
+        ),
     ]
     options: dict[str, Any] = {
         "executor": "CeleryExecutor",
@@ -48,3 +56,8 @@ def test_outage_then_clear_on_celery(world: World) -> None:
     result = scenarios.outage_then_clear(world, "e2e_celery_outage")
     assert _workers(result["batches"]) <= {"worker1", "worker2"}
     assert {ti["executor"] for ti in result["batches"]} <= {None, "CeleryExecutor"}
+
+
+def test_shared_token_across_celery_workers(world: World) -> None:
+    tis = scenarios.shared_token(world, "e2e_celery_oauth")
+    assert _workers(tis) == {"worker1", "worker2"}, f"batches ran on {_workers(tis)} only"

@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 from localservers.scenario import generate
+from localservers.stack import FhirOAuth
 from tests.e2e import scenarios
 from tests.e2e.harness import RegionSpec, World, running_world
 
@@ -40,6 +41,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         RegionSpec("e2e_south", generate(300, seed=15), {"batch_size": 50, "max_parallel_batches": 3}),
         RegionSpec("e2e_steady", generate(300, seed=16)),
         RegionSpec("e2e_fragile", generate(40, seed=17)),
+        # OAuth2 against a SATUSEHAT-style gateway that grants at most 2 tokens per minute.
+        RegionSpec("e2e_oauth", generate(300, seed=18), {"batch_size": 40}, FhirOAuth(grant_limit=2)),
     ]
     with running_world(tmp_path_factory.mktemp("e2e-local"), specs, executor="LocalExecutor") as started:
         yield started
@@ -67,3 +70,7 @@ def test_region_file_broken_while_running(world: World) -> None:
 
 def test_fhir_connection_form_and_test_button(world: World) -> None:
     scenarios.fhir_connection_form(world, "e2e_run")
+
+
+def test_shared_token_across_batch_processes(world: World) -> None:
+    scenarios.shared_token(world, "e2e_oauth")

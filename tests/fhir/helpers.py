@@ -107,3 +107,21 @@ def fhir_config(**overrides: Any) -> FhirConfig:
 
 
 PHONE_RULES = PhoneRules()
+
+
+class MetadataVariables:
+    """Airflow Variables in the test session's metadata DB: the table the execution API writes for tasks.
+
+    Task processes reach it through ``airflow.sdk.Variable`` (the store's default); a test outside a task
+    has no execution API, so it reads and writes the same rows through the ORM.
+    """
+
+    def get(self, key: str) -> str | None:
+        from airflow.models.variable import Variable
+
+        return Variable.get(key, default_var=None)
+
+    def set(self, key: str, value: str, description: str) -> None:
+        from airflow.models.variable import Variable
+
+        Variable.set(key, value, description=description)

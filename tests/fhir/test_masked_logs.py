@@ -53,7 +53,7 @@ def test_nothing_sensitive_in_logs(
         outcomes = client.apply(updates)
         hook.request("GET", "Patient/1", kind="read")
         hook._auth.invalidate()  # type: ignore[union-attr]
-        access_token = hook._auth.headers(hook._fetch_token)["Authorization"].split()[1]  # type: ignore[union-attr]
+        access_token = hook._auth.headers(hook)["Authorization"].split()[1]  # type: ignore[union-attr]
 
     assert [(o.outcome, o.reason) for o in outcomes] == [
         ("updated", None),

@@ -1,24 +1,70 @@
-"""Authorization headers for the FHIR hook: static bearer, or OAuth2 client credentials with a cached token.
+"""Authorization headers for the FHIR hook: static bearer, or OAuth2 client credentials shared by a region.
 
-The OAuth2 token is fetched lazily, reused until shortly before ``expires_in`` runs out, and dropped
-when the server answers 401 so the hook can fetch a new one exactly once. Tokens are registered with
-Airflow's secrets masker as soon as they are known.
+Why shared: every mapped batch is its own task process. If each fetched its own token, a 10,000-row run
+would ask the token endpoint about a hundred times, and national gateways refuse that (SATUSEHAT
+rate-limits a client that generates new tokens too often within a minute). So, with a
+:class:`~phone_sync.fhir.token_store.TokenStore` (an Airflow Variable per connection, sealed with the
+region's PHI key):
+
+- ``clean_phones`` primes it once per run, before any batch starts (:meth:`OAuth2ClientCredentials.prime`):
+  the stored token is reused when it stays valid for ``token_min_validity_seconds`` more (default 30 min,
+  at most half its lifetime), else a new one is fetched and stored. A run shorter than that never sees
+  its token expire, and runs close together share one token.
+- each batch reads the store once and keeps the token in memory. It fetches a new one only when the token
+  is within ``refresh_margin_seconds`` of expiry (default 60, at most a tenth of its lifetime) or the FHIR
+  server answered 401 with it (revoked); first it re-reads the store, since another batch may have done
+  it already, and it writes the new token back for the others.
+- concurrent refreshes take a lease: the refresher writes "holder H until T" into the record, waits
+  ``LEASE_SETTLE`` seconds, reads it back, and fetches only if it still holds the lease; the others poll
+  the store for the new token, or take over when the lease lapses (a holder that died). Variables have no
+  compare-and-set, so this narrows the race rather than closing it: two processes whose read and write
+  straddle the settle time both fetch, which costs one extra grant, never a failure.
+
+Without a store (tests, tools) a hook keeps its token in memory only, as before.
+
+The token endpoint: a 429, or a 4xx whose body says "rate limit" (SATUSEHAT's OperationOutcome
+"Authentication temporarily cannot be performed due to the rate limit policy"), is waited out, for the
+``Retry-After`` it gives or else a backoff from 2 s up to 60 s, within ``token_wait_seconds`` (default
+300) per fetch; past that :class:`FhirUnavailable` (the task is retried later). Refused credentials
+(``invalid_client``, SATUSEHAT's "not able to be authenticated") raise :class:`FhirAuthError`, a set-up
+error: the task fails at once, without retries. SATUSEHAT's non-standard answer is read as it comes:
+``token_type`` ``"BearerToken"``, ``expires_in`` and ``issued_at`` as strings, ``grant_type`` in the query
+string (extra ``grant_type_in: "query"``). Tokens are registered with Airflow's secrets masker as soon
+as this process knows them, and never logged.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import re
+import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol
 
 import requests
 
 from phone_sync.fhir.connection import FhirSettings
-from phone_sync.fhir.errors import FhirAuthError
+from phone_sync.fhir.errors import FhirAuthError, FhirUnavailable
+from phone_sync.fhir.token_store import SharedToken, TokenStore, client_fingerprint
+from phone_sync.http.pacing import Backoff, parse_retry_after
 
-# Sends the token request (through the hook's retry policy) and returns the response.
-TokenFetch = Callable[[str, dict[str, str], tuple[str, str] | None], requests.Response]
+log = logging.getLogger(__name__)
+
+DEFAULT_LIFETIME = 300.0  # a token whose expires_in is missing, zero or unreadable
+TOKEN_BACKOFF = Backoff(base=2.0, cap=60.0)  # waits on a rate-limited token endpoint without Retry-After
+LEASE_SETTLE = 0.3  # seconds between writing a lease and reading it back
+LEASE_POLL = 0.5  # how often a process waiting for another's refresh re-reads the store
+LEASE_SECONDS = 90.0  # a refresher that died blocks the others this long at most
+BEARER_TYPES = frozenset({"bearer", "bearertoken"})  # SATUSEHAT says "BearerToken"
+RATE_LIMIT_TEXT = re.compile(r"rate[ _-]?limit|too many requests", re.IGNORECASE)
+BAD_CLIENT_TEXT = re.compile(r"not able to be authenticated|client_id or client_secret", re.IGNORECASE)
+OAUTH_ERROR = re.compile(r"[a-z_]{3,40}")
+
+Obtained = Literal["reused", "granted"]
 
 
 def _mask(secret: str) -> None:
@@ -29,10 +75,20 @@ def _mask(secret: str) -> None:
     mask_secret(secret)
 
 
+class TokenEndpoint(Protocol):
+    """How an authorizer reaches the token endpoint: the hook's session and retry policy."""
+
+    def token_request(
+        self, url: str, form: dict[str, str], params: dict[str, str], basic: tuple[str, str] | None
+    ) -> requests.Response: ...
+
+    def token_wait(self, seconds: float, problem: str) -> None: ...
+
+
 class Authorizer(Protocol):
     refreshable: bool
 
-    def headers(self, fetch: TokenFetch) -> dict[str, str]: ...
+    def headers(self, endpoint: TokenEndpoint) -> dict[str, str]: ...
 
     def invalidate(self) -> None: ...
 
@@ -40,7 +96,7 @@ class Authorizer(Protocol):
 class NoAuth:
     refreshable = False
 
-    def headers(self, fetch: TokenFetch) -> dict[str, str]:
+    def headers(self, endpoint: TokenEndpoint) -> dict[str, str]:
         return {}
 
     def invalidate(self) -> None:
@@ -55,41 +111,232 @@ class StaticBearer:
     def __init__(self, token: str) -> None:
         self._header = {"Authorization": f"Bearer {token}"}
 
-    def headers(self, fetch: TokenFetch) -> dict[str, str]:
+    def headers(self, endpoint: TokenEndpoint) -> dict[str, str]:
         return self._header
 
     def invalidate(self) -> None:
         return None
 
 
+@dataclass(frozen=True)
+class Grant:
+    """A token as the endpoint granted it; ``expires_at`` is on this host's wall clock."""
+
+    token: str
+    expires_in: float
+    expires_at: float
+    issued_at: float | None = None  # the server's own clock (SATUSEHAT: epoch milliseconds, as a string)
+
+    def __repr__(self) -> str:  # never the token
+        return f"Grant(expires_in={self.expires_in:g})"
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number or a numeric string ("3599"); None for anything else."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def parse_grant(response: requests.Response, conn_id: str, started: float) -> Grant:
+    """Read a 200 answer of the token endpoint, standard OAuth2 or SATUSEHAT-style."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    token = body.get("access_token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise FhirAuthError(f"connection '{conn_id}': token endpoint answered without an access_token")
+    _mask(token)
+    assert isinstance(body, dict)
+    token_type = str(body.get("token_type") or "Bearer")
+    if token_type.lower() not in BEARER_TYPES:
+        raise FhirAuthError(
+            f"connection '{conn_id}': token endpoint issued a {token_type[:30]!r} token, not a bearer token"
+        )
+    expires_in = _number(body.get("expires_in"))
+    if expires_in is None or expires_in <= 0:
+        expires_in = DEFAULT_LIFETIME
+    issued_at = _number(body.get("issued_at"))
+    if issued_at is not None and issued_at > 1e11:  # milliseconds
+        issued_at /= 1000
+    return Grant(token, expires_in, started + expires_in, issued_at)
+
+
+def _error_text(response: requests.Response) -> str:
+    """The error words of a refusal: OAuth ``error``/``error_description`` or an OperationOutcome's texts."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    if not isinstance(body, dict):
+        return ""
+    words = [str(body.get("error") or ""), str(body.get("error_description") or "")]
+    for issue in body.get("issue") or []:
+        if isinstance(issue, dict):
+            details = issue.get("details") if isinstance(issue.get("details"), dict) else {}
+            words += [str(details.get("text") or ""), str(issue.get("diagnostics") or "")]
+    return " ".join(words)[:1000]
+
+
+def is_rate_limited(response: requests.Response) -> bool:
+    """429, or a 4xx that says it is a rate limit (SATUSEHAT's status for it is not documented)."""
+    if response.status_code == 429:
+        return True
+    return 400 <= response.status_code < 500 and bool(RATE_LIMIT_TEXT.search(_error_text(response)))
+
+
+def _refusal(response: requests.Response) -> str:
+    """A short, fixed reason for a refusal (e.g. invalid_client); never the server's free text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str) and OAUTH_ERROR.fullmatch(error):
+        return error
+    return "invalid_client" if BAD_CLIENT_TEXT.search(_error_text(response)) else ""
+
+
 class OAuth2ClientCredentials:
-    """Client-credentials grant with a cached token, refreshed ``margin`` seconds before it expires."""
+    """Client-credentials grant; the token shared through ``store`` when given (see module docstring)."""
 
     refreshable = True
 
-    def __init__(self, settings: FhirSettings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: FhirSettings,
+        store: TokenStore | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        backoff: Backoff = TOKEN_BACKOFF,
+    ) -> None:
         self._settings = settings
+        self._store = store
         self._clock = clock
+        self._sleep = sleep
+        self._backoff = backoff
+        self._client = client_fingerprint(
+            settings.token_url, settings.client_id, settings.client_secret, settings.scope
+        )
+        self._holder = secrets.token_hex(8)
+        self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
-        self._lock = threading.Lock()
-        self.fetched = 0
+        self._lifetime = 0.0
+        self._rejected: str | None = None  # the token the FHIR server answered 401 to
+        self.granted = 0  # tokens this process obtained from the endpoint
 
-    def headers(self, fetch: TokenFetch) -> dict[str, str]:
+    def headers(self, endpoint: TokenEndpoint) -> dict[str, str]:
         with self._lock:
-            if self._token is None or self._clock() >= self._expires_at:
-                self._fetch(fetch)
+            if self._token is None or self._remaining() <= self._batch_margin(self._lifetime):
+                self._obtain(endpoint, self._batch_margin)
             return {"Authorization": f"Bearer {self._token}"}
+
+    def prime(self, endpoint: TokenEndpoint) -> Obtained:
+        """Make sure the shared token stays valid for a run (reuse it, or fetch and store a new one)."""
+        with self._lock:
+            return self._obtain(endpoint, self._run_margin)
 
     def invalidate(self) -> None:
         with self._lock:
+            if self._token is not None:
+                self._rejected = self._token
             self._token = None
 
-    def _fetch(self, fetch: TokenFetch) -> None:
+    # margins
+
+    def _batch_margin(self, lifetime: float) -> float:
+        return min(self._settings.refresh_margin, lifetime / 10)
+
+    def _run_margin(self, lifetime: float) -> float:
+        return max(self._batch_margin(lifetime), min(self._settings.token_min_validity, lifetime / 2))
+
+    def _remaining(self) -> float:
+        return self._expires_at - self._clock()
+
+    # obtaining
+
+    def _obtain(self, endpoint: TokenEndpoint, margin: Callable[[float], float]) -> Obtained:
+        if self._store is None:
+            self._adopt(self._grant(endpoint), "granted")
+            return "granted"
+        store, client = self._store, self._client
+        deadline = self._clock() + self._settings.token_wait + LEASE_SECONDS
+        while True:
+            now = self._clock()
+            shared = store.read(client)
+            if (
+                shared is not None
+                and shared.token is not None
+                and shared.token != self._rejected
+                and shared.remaining(now) > margin(shared.lifetime)
+            ):
+                self._adopt(Grant(shared.token, shared.lifetime, shared.expires_at), "reused")
+                return "reused"
+            if shared is not None and shared.leased_by_other(self._holder, now):
+                if now >= deadline:
+                    raise FhirUnavailable(
+                        f"connection '{self._settings.conn_id}': another task has been fetching the shared "
+                        "token for too long"
+                    )
+                self._sleep(LEASE_POLL)
+                continue
+            leased = replace(shared or SharedToken(), lease_holder=self._holder, lease_until=now + LEASE_SECONDS)
+            store.write(client, leased)
+            self._sleep(LEASE_SETTLE)
+            held = store.read(client)
+            if held is None:
+                log.warning(
+                    "The shared token store '%s' does not keep what is written; token for this task only", store.key
+                )
+                self._adopt(self._grant(endpoint), "granted")
+                return "granted"
+            if held.lease_holder == self._holder:
+                break
+            # Another process wrote its lease in the same moment and won: wait for its token.
+        try:
+            grant = self._grant(
+                endpoint,
+                renew=lambda seconds: store.write(
+                    client, replace(held, lease_until=self._clock() + seconds + LEASE_SECONDS)
+                ),
+            )
+        except BaseException:
+            store.write(client, replace(held, lease_holder=None, lease_until=0.0))  # let the others try
+            raise
+        store.write(client, SharedToken(token=grant.token, expires_at=grant.expires_at, lifetime=grant.expires_in))
+        self._adopt(grant, "granted")
+        return "granted"
+
+    def _adopt(self, grant: Grant, how: Obtained) -> None:
+        _mask(grant.token)
+        self._token, self._expires_at, self._lifetime = grant.token, grant.expires_at, grant.expires_in
+        log.info(
+            "FHIR connection '%s': %s access token, valid for %.0f s more",
+            self._settings.conn_id,
+            "reused the region's shared" if how == "reused" else "obtained a new",
+            self._remaining(),
+        )
+        if grant.issued_at is not None and abs(grant.issued_at - (grant.expires_at - grant.expires_in)) > 300:
+            log.warning(
+                "FHIR connection '%s': the token endpoint's clock differs from ours by more than 5 minutes",
+                self._settings.conn_id,
+            )
+
+    def _grant(self, endpoint: TokenEndpoint, renew: Callable[[float], None] | None = None) -> Grant:
+        """One grant from the token endpoint, waiting out its rate limit within ``token_wait_seconds``."""
         s = self._settings
         if not (s.token_url and s.client_id and s.client_secret):
             raise FhirAuthError(f"connection '{s.conn_id}': oauth2 needs token_url, client id and secret")
-        form = {"grant_type": "client_credentials"}
+        form: dict[str, str] = {}
+        params: dict[str, str] = {}
+        (params if s.grant_type_in == "query" else form)["grant_type"] = "client_credentials"
         basic = None
         if s.client_auth == "basic":
             basic = (s.client_id, s.client_secret)
@@ -97,39 +344,44 @@ class OAuth2ClientCredentials:
             form |= {"client_id": s.client_id, "client_secret": s.client_secret}
         if s.scope:
             form["scope"] = s.scope
-        response = fetch(s.token_url, form, basic)
-        if response.status_code != 200:
-            raise FhirAuthError(
-                f"connection '{s.conn_id}': token endpoint refused the client credentials "
-                f"(HTTP {response.status_code} {_oauth_error(response)})"
-            )
-        try:
-            body = response.json()
-            token = str(body["access_token"])
-            expires_in = float(body.get("expires_in") or 300)
-        except (ValueError, KeyError, TypeError):
-            raise FhirAuthError(f"connection '{s.conn_id}': token endpoint answered without an access_token") from None
-        _mask(token)
-        margin = min(s.refresh_margin, expires_in / 10)
-        self._token = token
-        self._expires_at = self._clock() + expires_in - margin
-        self.fetched += 1
+        waited, attempt = 0.0, 0
+        while True:
+            started = self._clock()
+            response = endpoint.token_request(s.token_url, form, params, basic)
+            if response.status_code == 200:
+                grant = parse_grant(response, s.conn_id, started)
+                self.granted += 1
+                return grant
+            if not is_rate_limited(response):
+                reason = _refusal(response)
+                raise FhirAuthError(
+                    f"connection '{s.conn_id}': token endpoint refused the client credentials "
+                    f"(HTTP {response.status_code}{' ' + reason if reason else ''})"
+                )
+            attempt += 1
+            delay = self._backoff.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
+            if waited + delay > s.token_wait:
+                raise FhirUnavailable(
+                    f"connection '{s.conn_id}': the token endpoint still refuses new tokens for its rate limit "
+                    f"after {waited:.0f} s of waiting (extra token_wait_seconds is {s.token_wait:g})"
+                )
+            if renew is not None:
+                renew(delay)
+            endpoint.token_wait(delay, f"HTTP {response.status_code}, token rate limit")
+            waited += delay
 
 
-def _oauth_error(response: requests.Response) -> str:
-    """The OAuth ``error`` code (e.g. invalid_client): standard, short and free of secrets."""
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        return ""
-    return str(error)[:40] if error else ""
-
-
-def authorizer_for(settings: FhirSettings) -> Authorizer:
+def authorizer_for(
+    settings: FhirSettings,
+    store: TokenStore | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    backoff: Backoff = TOKEN_BACKOFF,
+) -> Authorizer:
     if settings.auth_type == "bearer":
         assert settings.token
         _mask(settings.token)
         return StaticBearer(settings.token)
     if settings.auth_type == "oauth2":
-        return OAuth2ClientCredentials(settings)
+        return OAuth2ClientCredentials(settings, store, sleep=sleep, backoff=backoff)
     return NoAuth()

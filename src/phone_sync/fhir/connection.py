@@ -27,9 +27,12 @@ class FhirSettings:
     token_url: str | None = None
     scope: str | None = None
     client_auth: Literal["body", "basic"] = "body"
+    grant_type_in: Literal["body", "query"] = "body"  # SATUSEHAT: ?grant_type=client_credentials
     verify: bool | str = True
     timeout: float | None = None
-    refresh_margin: float = 60.0
+    refresh_margin: float = 60.0  # a batch refreshes a token this close to expiry
+    token_min_validity: float = 1800.0  # a run starts with a token valid at least this long
+    token_wait: float = 300.0  # seconds a task may wait out the token endpoint's rate limit
 
     def __repr__(self) -> str:  # keep secrets out of reprs, tracebacks and logs
         return f"FhirSettings(conn_id={self.conn_id!r}, base_url={self.base_url!r}, auth_type={self.auth_type!r})"
@@ -95,6 +98,16 @@ def _as_bool_or_path(value: Any) -> bool | str:
     return str(value)
 
 
+def _seconds(extra: dict[str, Any], key: str, default: float, conn_id: str) -> float:
+    try:
+        value = float(extra.get(key, default))
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value >= 0:  # also refuses NaN
+        raise FhirConfigError(f"connection '{conn_id}': extra {key} must be a number of seconds >= 0")
+    return value
+
+
 def settings_from_connection(conn: Any) -> FhirSettings:
     """Read an Airflow ``Connection`` (conn_id, host, schema, port, login, password, extra)."""
     conn_id = conn.conn_id or "?"
@@ -126,6 +139,9 @@ def settings_from_connection(conn: Any) -> FhirSettings:
     client_auth = str(extra.get("client_auth", "body")).lower()
     if client_auth not in ("body", "basic"):
         raise FhirConfigError(f"connection '{conn_id}': extra client_auth must be 'body' or 'basic'")
+    grant_type_in = str(extra.get("grant_type_in", "body")).lower()
+    if grant_type_in not in ("body", "query"):
+        raise FhirConfigError(f"connection '{conn_id}': extra grant_type_in must be 'body' or 'query'")
     return FhirSettings(
         auth_type="oauth2",
         client_id=conn.login,
@@ -133,5 +149,8 @@ def settings_from_connection(conn: Any) -> FhirSettings:
         token_url=token_url,
         scope=extra.get("scope") or None,
         client_auth=client_auth,  # type: ignore[arg-type]
+        grant_type_in=grant_type_in,  # type: ignore[arg-type]
+        token_min_validity=_seconds(extra, "token_min_validity_seconds", 1800.0, conn_id),
+        token_wait=_seconds(extra, "token_wait_seconds", 300.0, conn_id),
         **common,
     )

@@ -14,7 +14,11 @@ class FhirUnavailable(FhirError):
 
 
 class FhirAuthError(FhirError, SetupError):
-    """Credentials were refused (401 after a refresh, 403, or the token endpoint said no): fix the connection."""
+    """Credentials were refused (401 after a refresh, 403, or the token endpoint said no): fix the connection.
+
+    A set-up problem: retrying with the same credentials cannot help (and a gateway such as SATUSEHAT
+    rate-limits a client after a refused attempt), so the task fails at once, naming the connection.
+    """
 
 
 class FhirConfigError(FhirError, ValueError):

@@ -11,15 +11,18 @@ import requests
 from airflow.sdk import BaseHook
 from requests.adapters import HTTPAdapter
 
-from phone_sync.fhir.auth import Authorizer, authorizer_for
+from phone_sync.fhir.auth import TOKEN_BACKOFF, Authorizer, OAuth2ClientCredentials, Obtained, authorizer_for
 from phone_sync.fhir.connection import FhirSettings, settings_from_connection
 from phone_sync.fhir.errors import FhirAuthError, FhirError, FhirUnavailable
-from phone_sync.http.pacing import Backoff, RateLimiter
+from phone_sync.fhir.token_store import TokenStore
+from phone_sync.http.pacing import RETRYABLE_STATUS, Backoff, RateLimiter
 from phone_sync.http.retry import HttpRetry, RetriesExhausted
 
 FHIR_JSON = "application/fhir+json"
 # Requests whose 403 means the credentials lack a permission (a 403 on one patient's PUT or read is that row's).
 ACCESS_CHECKED = frozenset({"search", "batch", "metadata"})
+# The token endpoint's 429 is waited out by the authorizer, within its own budget (token_wait_seconds).
+TOKEN_RETRY_STATUSES = RETRYABLE_STATUS - {429}
 
 
 class FhirHook(BaseHook):
@@ -35,11 +38,18 @@ class FhirHook(BaseHook):
     Extras (all optional except ``token_url`` for OAuth2):
 
     - ``auth_type``: ``"bearer"`` (default when a password is set), ``"oauth2"`` (client credentials) or ``"none"``.
-    - ``token_url``: OAuth2 token endpoint, absolute or relative to the base URL (e.g. ``/oauth2/token``).
+    - ``token_url``: OAuth2 token endpoint, absolute or relative to the base URL (e.g. ``/oauth2/token``;
+      SATUSEHAT: ``https://api-satusehat.kemkes.go.id/oauth2/v1/accesstoken``).
     - ``scope``: OAuth2 scope sent with the token request.
     - ``client_auth``: ``"body"`` (client id/secret in the form, as SATUSEHAT expects; default) or ``"basic"``.
-    - ``refresh_margin_seconds``: refresh a token this long before it expires (default 60, at most 10% of
-      its lifetime).
+    - ``grant_type_in``: ``"body"`` (standard OAuth2; default) or ``"query"``: ``grant_type=client_credentials``
+      in the token URL's query string, as SATUSEHAT expects.
+    - ``refresh_margin_seconds``: a batch refreshes a token this long before it expires (default 60, at most
+      10% of its lifetime).
+    - ``token_min_validity_seconds``: a run starts with a token valid at least this long, reusing the region's
+      shared token when it is, fetching one when not (default 1800, at most half its lifetime).
+    - ``token_wait_seconds``: how long a task waits out the token endpoint's rate limit (a 429, or SATUSEHAT's
+      "rate limit policy" answer) before it fails and is retried later (default 300).
     - ``verify``: ``true``/``false`` or a CA bundle path for TLS verification (default true).
     - ``timeout``: seconds per request, overriding the hook argument.
 
@@ -47,6 +57,10 @@ class FhirHook(BaseHook):
     timeout, client-side pacing at ``requests_per_second``, and retries with exponential backoff and jitter on
     connection errors, 429 and 5xx (never shorter than ``Retry-After``); what outlives the retries raises
     :class:`FhirUnavailable`. A 401 makes an OAuth2 token refresh once; a second 401 raises :class:`FhirAuthError`.
+
+    With ``token_store`` an OAuth2 token is shared by the region's task processes and runs (an Airflow
+    Variable sealed with the PHI key; see :mod:`phone_sync.fhir.auth`); :meth:`prime_token` readies it
+    before the batches start. Without one, the token lives as long as the hook.
     """
 
     conn_name_attr = "fhir_conn_id"
@@ -63,6 +77,8 @@ class FhirHook(BaseHook):
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
         pool_size: int = 4,
+        token_store: TokenStore | None = None,
+        token_backoff: Backoff = TOKEN_BACKOFF,
     ) -> None:
         super().__init__()
         self.fhir_conn_id = fhir_conn_id
@@ -71,6 +87,8 @@ class FhirHook(BaseHook):
         limiter = RateLimiter(requests_per_second) if requests_per_second else None
         self.retry = HttpRetry(self.backoff, limiter, sleep=sleep, service="FHIR")
         self._pool_size = pool_size
+        self._token_store = token_store
+        self._token_backoff = token_backoff
         self._settings: FhirSettings | None = None
         self._session: requests.Session | None = None
         self._auth: Authorizer | None = None
@@ -97,7 +115,9 @@ class FhirHook(BaseHook):
             session.mount("http://", adapter)
             session.headers.update({"Accept": FHIR_JSON, "User-Agent": "region-phone-sync"})
             session.verify = settings.verify
-            self._auth = authorizer_for(settings)
+            self._auth = authorizer_for(
+                settings, self._token_store, sleep=self.retry.sleep, backoff=self._token_backoff
+            )
             self._session = session
         return self._session
 
@@ -129,6 +149,7 @@ class FhirHook(BaseHook):
         """
         kind = kwargs.pop("kind", "other")
         with_auth = kwargs.pop("authorize", True)
+        retry_statuses = kwargs.pop("retry_statuses", RETRYABLE_STATUS)
         url = self.url(path) if with_auth else path
         session = self.get_conn()
         kwargs.setdefault("timeout", self.settings.timeout or self.timeout)
@@ -137,8 +158,9 @@ class FhirHook(BaseHook):
         try:
             response = self.retry.send(
                 session, method, url, kind=kind, label=label,
-                auth_headers=(lambda: auth.headers(self._fetch_token)) if auth else None,
+                auth_headers=(lambda: auth.headers(self)) if auth else None,
                 refresh=auth.invalidate if auth and auth.refreshable else None,
+                retry_statuses=retry_statuses,
                 **kwargs,
             )
         except RetriesExhausted as exhausted:
@@ -162,8 +184,25 @@ class FhirHook(BaseHook):
             )
         return response
 
-    def _fetch_token(self, url: str, form: dict[str, str], basic: tuple[str, str] | None) -> requests.Response:
-        return self.request("POST", url, data=form, authorize=False, kind="token", auth=basic)
+    # the OAuth2 token (the authorizer's TokenEndpoint)
+
+    def prime_token(self) -> Obtained | None:
+        """Ready the region's shared OAuth2 token for a run, once, before its batches; None without OAuth2."""
+        self.get_conn()
+        if not isinstance(self._auth, OAuth2ClientCredentials):
+            return None
+        return self._auth.prime(self)
+
+    def token_request(
+        self, url: str, form: dict[str, str], params: dict[str, str], basic: tuple[str, str] | None
+    ) -> requests.Response:
+        return self.request(
+            "POST", url, data=form, params=params or None, authorize=False, kind="token", auth=basic,
+            retry_statuses=TOKEN_RETRY_STATUSES,
+        )
+
+    def token_wait(self, seconds: float, problem: str) -> None:
+        self.retry.wait(seconds, "POST token", problem)
 
     def wait_before_retry(self, attempt: int, retry_after: float | None, label: str, problem: str) -> None:
         """Sleep per the backoff policy (and at least ``retry_after``); counted in the stats."""
@@ -177,6 +216,7 @@ class FhirHook(BaseHook):
             **{f"requests_{kind}": count for kind, count in counts.requests.items()},
             "retries": counts.retries,
             "token_refreshes": counts.refreshes,
+            "token_grants": self._auth.granted if isinstance(self._auth, OAuth2ClientCredentials) else 0,
             "retry_wait_seconds": counts.wait_seconds,
         }
 

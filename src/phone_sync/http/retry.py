@@ -101,6 +101,7 @@ class HttpRetry:
         idempotent: bool = True,
         auth_headers: Callable[[], Mapping[str, str]] | None = None,
         refresh: Callable[[], None] | None = None,
+        retry_statuses: frozenset[int] = RETRYABLE_STATUS,
         **kwargs: Any,
     ) -> requests.Response:
         """Send ``method url`` until it gets a non-transient answer, and return that answer (any status).
@@ -108,7 +109,8 @@ class HttpRetry:
         ``auth_headers`` gives headers per attempt (a refreshed token shows up on the next one).
         ``refresh`` is called on the first 401 only, and the request is sent again at once without
         spending an attempt; a second 401 is returned. ``idempotent=False`` (e.g. an append) is never
-        repeated after a transport error, since it may have landed. The rest of ``kwargs`` go to
+        repeated after a transport error, since it may have landed. ``retry_statuses`` are the answers
+        retried here (a caller that waits out a 429 on its own terms leaves 429 out). The rest of ``kwargs`` go to
         ``session.request``. Raises :class:`RetriesExhausted`, or the transport error of a request
         that is not repeated.
         """
@@ -136,14 +138,17 @@ class HttpRetry:
                 response = once()
             return response
 
-        return tenacity.Retrying(**self.tenacity_args(label, idempotent=idempotent))(attempt)
+        args = self.tenacity_args(label, idempotent=idempotent, statuses=retry_statuses)
+        return tenacity.Retrying(**args)(attempt)
 
-    def tenacity_args(self, label: str, *, idempotent: bool = True) -> dict[str, Any]:
+    def tenacity_args(
+        self, label: str, *, idempotent: bool = True, statuses: frozenset[int] = RETRYABLE_STATUS
+    ) -> dict[str, Any]:
         """This policy as ``tenacity.Retrying`` arguments, for a call that returns a ``requests.Response``."""
         return {
             "stop": tenacity.stop_after_attempt(self.backoff.attempts),
             "wait": self._wait,
-            "retry": tenacity.retry_if_result(_retryable_answer)
+            "retry": tenacity.retry_if_result(partial(_retryable_answer, statuses))
             | tenacity.retry_if_exception(partial(_retryable_error, idempotent)),
             "before_sleep": partial(self._before_sleep, label),
             "retry_error_callback": partial(_give_up, label),
@@ -156,6 +161,14 @@ class HttpRetry:
         self._note_retry(label, problem, attempt, delay)
         self.sleep(delay)
         return delay
+
+    def wait(self, delay: float, label: str, problem: str) -> None:
+        """Sleep ``delay`` seconds before a retry the caller times by its own policy; counted as a retry."""
+        with self._lock:
+            self.stats.retries += 1
+            self.stats.wait_seconds += delay
+        log.warning("%s %s: %s, waiting %.2fs before trying again", self.service, label, problem, delay)
+        self.sleep(delay)
 
     def _pace(self, kind: str) -> None:
         if self.limiter is not None:
@@ -189,8 +202,8 @@ class HttpRetry:
         )
 
 
-def _retryable_answer(response: Any) -> bool:
-    return isinstance(response, requests.Response) and response.status_code in RETRYABLE_STATUS
+def _retryable_answer(statuses: frozenset[int], response: Any) -> bool:
+    return isinstance(response, requests.Response) and response.status_code in statuses
 
 
 def _retryable_error(idempotent: bool, error: BaseException) -> bool:

@@ -49,6 +49,7 @@ from phone_sync.pipeline.selection import Interval, select_rows
 from phone_sync.report import report_values
 
 if TYPE_CHECKING:
+    from phone_sync.fhir.token_store import TokenStore
     from phone_sync.sheets.hook import SheetsHook
 
 # The steps before write-back, in order: the first of them that failed is the run's cause.
@@ -155,6 +156,8 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Any) -> lis
         extracted = Extracted.from_xcom(extracted_xcom, sealer)
         fallback = config.local_date(_logical_moment(context))
         cleaned = clean_and_batch(extracted.rows, config.phone, fallback, config.batch_size, _max_batches())
+        if cleaned.batches:
+            _prime_fhir_token(config, sealer)
         decided = cleaned.decided + [
             Status(row=r.row, identifier=r.identifier, outcome=Outcome.FAILED, reason=Reason.FEED_DATE_MISSING)
             for r in extracted.missing_feed_date
@@ -197,7 +200,8 @@ def process_batch(config: RegionConfig, batch_xcom: Any, context: Any) -> dict[s
         batch = Batch.from_xcom(batch_xcom, sealer)
         # The region's request rate is shared by the batches that may run at once.
         rate = config.fhir_requests_per_second / config.max_parallel_batches
-        client = FhirClient(FhirHook(config.fhir.conn_id, requests_per_second=rate), config.fhir, config.phone)
+        hook = FhirHook(config.fhir.conn_id, requests_per_second=rate, token_store=_fhir_token_store(config, sealer))
+        client = FhirClient(hook, config.fhir, config.phone)
         where = {"region": config.region, "batch": batch.index, "rows": batch.label}
         batch_log.summary("batch start", **where, count=len(batch.rows))
         try:
@@ -208,6 +212,29 @@ def process_batch(config: RegionConfig, batch_xcom: Any, context: Any) -> dict[s
         batch_log.row_lines("batch", statuses)
         batch_log.summary("batch done", **where, **batch_log.counts(statuses), **client.stats)
         return BatchResult(index=batch.index, statuses=statuses, stats=client.stats).to_xcom(sealer)
+
+
+# --- the region's shared FHIR token (OAuth2 connections): see phone_sync.fhir.auth -----------------------
+
+
+def _fhir_token_store(config: RegionConfig, sealer: Sealer) -> TokenStore:
+    from phone_sync.fhir.token_store import TokenStore
+
+    return TokenStore(config.fhir.conn_id, sealer)
+
+
+def _prime_fhir_token(config: RegionConfig, sealer: Sealer) -> None:
+    """Ready one token for every batch of the run, here, once, before any batch starts (no-op without OAuth2).
+
+    Refused credentials fail this task at once (a set-up error), before a batch could try them again.
+    """
+    from phone_sync.fhir.hook import FhirHook
+
+    hook = FhirHook(config.fhir.conn_id, token_store=_fhir_token_store(config, sealer))
+    try:
+        hook.prime_token()
+    finally:
+        hook.close()
 
 
 def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:

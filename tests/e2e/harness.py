@@ -7,6 +7,7 @@ back through their own HTTP APIs (FHIR search with the region's token, the emula
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import defaultdict
@@ -22,9 +23,12 @@ import requests
 from localservers.airflow_cluster import AirflowCluster
 from localservers.browser import Browser
 from localservers.scenario import Scenario
-from localservers.stack import FhirOAuth, LocalRegion, local_region
+from localservers.stack import FhirOAuth, LocalRegion, conn_env_name, local_region
 from phone_sync.config import RegionConfig
+from phone_sync.crypto import DEFAULT_KEY_CONN_ID as PHI_KEY_CONN_ID
+from phone_sync.crypto import new_key
 from phone_sync.phones import canonical
+from phone_sync.pipeline.run_note import API_CONN_ID as RUN_NOTE_CONN_ID
 from tests.regions import STATUS_PREFIX, merged, region_file, report_rows
 
 RUN_ID_HEADER = "run_id"
@@ -51,9 +55,25 @@ class World:
     regions: dict[str, LocalRegion]
     scenarios: dict[str, Scenario]
     cluster: AirflowCluster
+    phi_keys: list[str] = field(default_factory=list)  # the PHI key connection's keys, newest first
 
     def config(self, name: str) -> RegionConfig:
         return self.regions[name].config
+
+    def set_phi_keys(self, keys: list[str]) -> None:
+        """The deployment's PHI key connection, as a secrets backend or the UI would hold it (newest first)."""
+        body = {"connection_id": PHI_KEY_CONN_ID, "conn_type": "generic", "password": ",".join(keys)}
+        if self.phi_keys:
+            self.cluster.api("PATCH", f"/connections/{PHI_KEY_CONN_ID}", json=body)
+        else:
+            self.cluster.api("POST", "/connections", json=body)
+        self.phi_keys = list(keys)
+
+    def rotate_phi_key(self) -> str:
+        """A new key first, the old ones kept after it (docs/security.md); returns the new key."""
+        key = new_key()
+        self.set_phi_keys([key, *self.phi_keys])
+        return key
 
 
 def write_region(folder: Path, name: str, changes: dict[str, Any] | None = None) -> RegionConfig:
@@ -75,8 +95,13 @@ def write_region(folder: Path, name: str, changes: dict[str, Any] | None = None)
 
 
 @contextmanager
-def running_world(workdir: Path, specs: list[RegionSpec], **cluster_options: Any) -> Iterator[World]:
-    """Region files, their servers, then Airflow with every region's connections; all stopped on exit."""
+def running_world(
+    workdir: Path, specs: list[RegionSpec], extra_env: dict[str, str] | None = None, **cluster_options: Any
+) -> Iterator[World]:
+    """Region files, their servers, then Airflow with every region's connections; all stopped on exit.
+
+    The PHI key is a connection in Airflow's database (not the environment), so a scenario can rotate it.
+    """
     regions_dir = workdir / "regions"
     regions_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -84,11 +109,17 @@ def running_world(workdir: Path, specs: list[RegionSpec], **cluster_options: Any
         for spec in specs:
             config = write_region(regions_dir, spec.name, spec.changes)
             regions[spec.name] = _enter_region(stack, config, spec.scenario, workdir / "servers", spec.fhir_oauth)
-        env = {"PHONE_SYNC_REGIONS_DIR": str(regions_dir)}
+        env = {"PHONE_SYNC_REGIONS_DIR": str(regions_dir), **(extra_env or {})}
         for region in regions.values():
             env.update(region.connections)
-        cluster = stack.enter_context(AirflowCluster(workdir / "airflow", extra_env=env, **cluster_options))
-        yield World(regions_dir, regions, {s.name: s.scenario for s in specs}, cluster)
+        env.pop(conn_env_name(PHI_KEY_CONN_ID))
+        cluster = AirflowCluster(workdir / "airflow", extra_env=env, **cluster_options)
+        # Lets a run's first task write the run's note through the REST API (all users are admins here).
+        cluster.env[conn_env_name(RUN_NOTE_CONN_ID)] = json.dumps({"conn_type": "http", "host": cluster.url})
+        stack.enter_context(cluster)
+        world = World(regions_dir, regions, {s.name: s.scenario for s in specs}, cluster)
+        world.set_phi_keys([new_key()])
+        yield world
 
 
 def _enter_region(

@@ -7,17 +7,23 @@ look: the FHIR server (phones and versionIds), the sheet (every row's status) an
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pendulum
 import requests
 
 from localservers.fhir.auth import token_hash
 from localservers.scenario import IDENTIFIER_SYSTEM, Expected, Scenario, generate
+from localservers.sinks.processes import WebhookSink
 from localservers.stack import LocalRegion
+from phone_sync.crypto import new_key
 from phone_sync.phones import canonical
 from tests.e2e.harness import (
     RUN_ID_HEADER,
@@ -37,6 +43,7 @@ from tests.e2e.harness import (
     report_for,
     screenshot,
 )
+from tests.phi import phi_of, scan
 
 RUN_TIMEOUT = 240.0
 _BLANK = Expected("blank", None)
@@ -146,8 +153,10 @@ def outage_then_clear(world: World, name: str, shots: str = "") -> dict[str, Any
     if shots:
         screenshot(cluster, f"/dags/{dag_id}/runs/{run_id}", f"{shots}-failed-batches")
 
-    # The outage ends; the operator clears only the failed map indexes, with downstream.
+    # The outage ends; meanwhile the deployment rotated its PHI key (new first, old kept). The operator clears
+    # only the failed map indexes, with downstream: their inputs, sealed with the old key, still open.
     region.clear_fhir_faults()
+    world.rotate_phi_key()
     indexes = [ti["map_index"] for ti in failed]
     cleared = cluster.clear_map_indexes(dag_id, run_id, "process_batch", indexes)
     cleared_keys = {(ti["task_id"], ti["map_index"]) for ti in cleared}
@@ -469,3 +478,121 @@ def shared_token(world: World, name: str) -> list[dict[str, Any]]:
     [report] = report_for(region, again)
     assert report["unchanged"] >= expected_counts(scenario)["updated"], report
     return tis
+
+
+# --- 8. a set-up mistake: fail at once, skip cleanly, say why -------------------------------------------
+
+
+def renamed_header(world: World, name: str, alerts: WebhookSink) -> dict[str, Any]:
+    """An operator renames the phone column: extract fails on its first try (no retries), the tasks after it
+    skip or fail cleanly, the run is red, the report row and the alert name the step and the headers found."""
+    cluster, region = world.cluster, world.regions[name]
+    dag_id = _start(world, name)
+    phone_col = chr(ord("A") + read_sheet(region).header.index(region.config.sheets.columns.phone))
+    region.sheet_edit({"op": "set", "range": f"{phone_col}1", "values": [["nomor_hp"]]})
+    alerts.clear()
+
+    run_id = cluster.trigger(dag_id)
+    run = cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+
+    assert run["state"] == "failed", _states(world, dag_id, run_id)
+    tis = {(ti["task_id"], ti["map_index"]): ti for ti in cluster.task_instances(dag_id, run_id)}
+    assert (tis[("extract_rows", -1)]["state"], tis[("extract_rows", -1)]["try_number"]) == ("failed", 1)
+    assert tis[("clean_phones", -1)]["state"] == "upstream_failed"
+    assert tis[("write_back_statuses", -1)]["state"] == "skipped"
+    assert tis[("run_report", -1)]["state"] == "failed"
+    [report] = report_for(region, run_id)
+    assert report["problem"].startswith(f"extract_rows: region {name}: header 'phone_number' not found")
+    assert "'nomor_hp'" in report["problem"]
+    posted = cluster.wait_until(
+        "the run-failure alert",
+        lambda: [p for p in alerts.received() if (p["json"] or {}).get("run_id") == run_id],
+        RUN_TIMEOUT,
+    )
+    [alert] = posted
+    assert alert["json"]["summary"] == "run failed at extract_rows"
+    assert "header 'phone_number' not found" in alert["json"]["text"]
+    assert not any(nik in alert["body"] for nik in world.scenarios[name].identifiers.values())
+    return alert["json"]
+
+
+# --- 9. a preview triggered through the REST API with conf ---------------------------------------------
+
+
+WRITE_INTERACTIONS = {"batch", "update", "create", "patch", "delete"}
+
+
+def preview_through_the_api(world: World, name: str) -> dict[str, Any]:
+    """A manual preview of rows 2-101 (as the trigger form sends it): decisions in the preview worksheet,
+    not a single FHIR write, the status column untouched, the report row marked."""
+    cluster, region, scenario = world.cluster, world.regions[name], world.scenarios[name]
+    dag_id = _start(world, name)
+    form = cluster.api("GET", f"/dags/{dag_id}/details")["params"]
+    assert set(form) == {"mode", "rows", "listed_only", "resend"}, form
+    assert form["mode"]["schema"]["enum"] == ["live", "preview"]
+    refused = requests.post(
+        f"{cluster.url}/api/v2/dags/{dag_id}/dagRuns",
+        json={"logical_date": None, "conf": {"mode": "maybe"}},
+        headers={"Authorization": f"Bearer {cluster.token()}"},
+        timeout=30,
+    )
+    assert refused.status_code == 400, "Airflow checks the form's types before a run exists"
+
+    run_id = cluster.trigger(dag_id, conf={"mode": "preview", "rows": "2-101"})
+    run = cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+
+    assert run["state"] == "success", _states(world, dag_id, run_id)
+    log = requests.get(f"{region.fhir.url}/_admin/requests", timeout=30).json()
+    assert log, "the preview searched the server"
+    assert not [entry for entry in log if entry["interaction"] in WRITE_INTERACTIONS], "no FHIR write"
+    sheet = read_sheet(region)
+    assert all(not sheet.status(row, region.config) for row in scenario.expected), "status column untouched"
+    header, *lines = region.cells(region.config.sheets.preview_worksheet)
+    assert header[:4] == ["row", "identifier", "phone to write", "decision"]
+    in_slice = {row for row, e in scenario.expected.items() if 2 <= row <= 101 and e.kind != "blank"}
+    assert {line[0] for line in lines} == in_slice
+    would = [line for line in lines if str(line[3]).startswith("would update ")]
+    assert len(would) == sum(1 for row in in_slice if scenario.expected[row].kind == "updated")
+    [report] = report_for(region, run_id)
+    assert (report["mode"], report["controls"]) == ("preview", "preview; rows 2-101")
+    assert cluster.api("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["note"] == (
+        "phone-sync controls: preview; rows 2-101"
+    )
+    dialog_screenshot(
+        cluster,
+        f"/dags/{dag_id}",
+        "trigger-form",
+        clicks=[
+            "[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Trigger')",
+            "[...document.querySelectorAll('[role=dialog] [aria-expanded]')]"
+            ".find(b => b.innerText.includes('Run Parameters'))",
+        ],
+        ready="document.querySelector('[role=dialog]')?.innerText.includes('Only listed identifiers')",
+    )
+    return report
+
+
+# --- 10. what the runs left behind in Airflow holds no patient data ---------------------------------------
+
+
+def assert_no_phi_at_rest(world: World, leftovers: list[tuple[str, bytes]]) -> None:
+    """Every identifier and phone of every region's scenario, in any form, is absent from ``leftovers``;
+    the one batch XCom fetched through the REST API opens only with the key (the operator's CLI)."""
+    needles = set().union(*(phi_of(scenario) for scenario in world.scenarios.values()))
+    assert sum(len(blob) for _, blob in leftovers) > 1_000_000, "the scan reads the real database and logs"
+    hits = scan(leftovers, needles)
+    assert hits == [], f"patient data at rest in Airflow: {hits[:5]}"
+
+    name = next(iter(world.regions))
+    dag_id = world.config(name).dag_id
+    run_id = world.cluster.runs(dag_id)[0]["dag_run_id"]
+    unseal = [sys.executable, "-m", "phone_sync.unseal", "show", "--api", world.cluster.url]
+    unseal += ["--dag-id", dag_id, "--run-id", run_id, "--task-id", "process_batch", "--map-index", "0"]
+    env = {**os.environ, "AIRFLOW_API_TOKEN": world.cluster.token()}
+    opened = subprocess.run(unseal, env={**env, "PHONE_SYNC_PHI_KEY": ",".join(world.phi_keys)}, capture_output=True)
+    assert opened.returncode == 0, opened.stderr
+    statuses = json.loads(opened.stdout)["statuses"]
+    assert {s["identifier"] for s in statuses} <= set(world.scenarios[name].identifiers.values())
+    refused = subprocess.run(unseal, env={**env, "PHONE_SYNC_PHI_KEY": new_key()}, capture_output=True)
+    assert refused.returncode == 1
+    assert b"cannot be opened" in refused.stderr

@@ -4,6 +4,8 @@ result backend, two Celery worker processes. Mapped batches must really spread o
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +15,7 @@ from localservers.scenario import generate
 from localservers.stack import FhirOAuth
 from tests.e2e import scenarios
 from tests.e2e.harness import RegionSpec, World, running_world
+from tests.phi import files
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -61,3 +64,15 @@ def test_outage_then_clear_on_celery(world: World) -> None:
 def test_shared_token_across_celery_workers(world: World) -> None:
     tis = scenarios.shared_token(world, "e2e_celery_oauth")
     assert _workers(tis) == {"worker1", "worker2"}, f"batches ran on {_workers(tis)} only"
+
+
+def test_no_patient_data_at_rest_in_postgres_or_the_logs(world: World, postgres_url: str) -> None:
+    """Last: a pg_dump of the CeleryExecutor's metadata database and every log hold no identifier or phone."""
+    dsn = postgres_url.replace("postgresql+psycopg2://", "postgresql://")
+    pg_dump = shutil.which("pg_dump")
+    assert pg_dump, "pg_dump (PostgreSQL's client) is installed with the server"
+    dump = subprocess.run([pg_dump, "--no-owner", dsn], capture_output=True, check=True, timeout=300).stdout
+    assert b"CREATE TABLE public.xcom" in dump
+    home = world.cluster.home
+    logs = [*files(home / "logs"), *files(home / "process-logs")]
+    scenarios.assert_no_phi_at_rest(world, [("pg_dump", dump), *logs])

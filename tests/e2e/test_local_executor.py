@@ -12,9 +12,11 @@ from datetime import timedelta
 import pytest
 
 from localservers.scenario import generate
+from localservers.sinks.processes import WebhookSink
 from localservers.stack import FhirOAuth
 from tests.e2e import scenarios
 from tests.e2e.harness import RegionSpec, World, running_world
+from tests.phi import files
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -22,8 +24,18 @@ TIMEZONE = "Asia/Jakarta"
 TODAY = scenarios.backfill_today(TIMEZONE)
 
 
+ALERTS_CONN_ID = "e2e_alerts_chat"
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def alerts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookSink]:
+    """The chat webhook the set-up-error region alerts (the run-failure rule runs in the dag-processor)."""
+    with WebhookSink(log_path=tmp_path_factory.mktemp("alerts") / "webhook.log") as sink:
+        yield sink
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, alerts: WebhookSink) -> Iterator[World]:
     specs = [
         RegionSpec("e2e_run", generate(500, seed=11)),
         RegionSpec("e2e_outage", generate(600, seed=12)),
@@ -43,8 +55,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         RegionSpec("e2e_fragile", generate(40, seed=17)),
         # OAuth2 against a SATUSEHAT-style gateway that grants at most 2 tokens per minute.
         RegionSpec("e2e_oauth", generate(300, seed=18), {"batch_size": 40}, FhirOAuth(grant_limit=2)),
+        RegionSpec(
+            "e2e_setup",
+            generate(60, seed=19),
+            {"alerts": {"webhook_conn_id": ALERTS_CONN_ID, "on_batch_failure": False, "failure_rate_threshold": None}},
+        ),
+        RegionSpec("e2e_preview", generate(250, seed=20)),
     ]
-    with running_world(tmp_path_factory.mktemp("e2e-local"), specs, executor="LocalExecutor") as started:
+    env = {f"AIRFLOW_CONN_{ALERTS_CONN_ID.upper()}": alerts.connection()}
+    with running_world(tmp_path_factory.mktemp("e2e-local"), specs, env, executor="LocalExecutor") as started:
         yield started
 
 
@@ -74,3 +93,18 @@ def test_fhir_connection_form_and_test_button(world: World) -> None:
 
 def test_shared_token_across_batch_processes(world: World) -> None:
     scenarios.shared_token(world, "e2e_oauth")
+
+
+def test_a_renamed_header_fails_at_once_and_the_alert_names_it(world: World, alerts: WebhookSink) -> None:
+    scenarios.renamed_header(world, "e2e_setup", alerts)
+
+
+def test_a_preview_triggered_through_the_api(world: World) -> None:
+    scenarios.preview_through_the_api(world, "e2e_preview")
+
+
+def test_no_patient_data_at_rest_after_every_scenario(world: World) -> None:
+    """Last: the SQLite metadata database and every log the deployment wrote hold no identifier or phone."""
+    home = world.cluster.home
+    logs = [*files(home / "logs"), *files(home / "process-logs")]
+    scenarios.assert_no_phi_at_rest(world, [*files(home / "airflow.db"), *logs])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from .helpers import HEADER
+from tests.sheets.helpers import HEADER
 
 
 def api(emulator, method, path, **kwargs):

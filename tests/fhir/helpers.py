@@ -125,3 +125,22 @@ class MetadataVariables:
         from airflow.models.variable import Variable
 
         Variable.set(key, value, description=description)
+
+
+def oauth_conn(
+    monkeypatch: pytest.MonkeyPatch,
+    server: LocalFhir,
+    conn_id: str,
+    secret: str = CLIENT_SECRET,
+    token_url: str = "/oauth2/token",  # noqa: S107 - a path, not a password
+    **extra: object,
+) -> str:
+    """An OAuth2 client-credentials connection to ``server`` (client id and secret as login and password)."""
+    return set_connection(
+        monkeypatch,
+        conn_id,
+        host=server.url,
+        login=CLIENT_ID,
+        password=secret,
+        extra={"auth_type": "oauth2", "token_url": token_url, **extra},
+    )

@@ -10,18 +10,12 @@ import pytest
 from localservers.fhir.auth import token_hash
 from phone_sync.fhir.errors import FhirAuthError
 from phone_sync.fhir.hook import FhirHook
-from tests.fhir.helpers import CLIENT_ID, CLIENT_SECRET, FAST_BACKOFF, TOKEN, LocalFhir, set_connection
+from tests.fhir import helpers
+from tests.fhir.helpers import CLIENT_SECRET, FAST_BACKOFF, TOKEN, LocalFhir, set_connection
 
 
 def oauth_conn(monkeypatch: pytest.MonkeyPatch, server: LocalFhir, conn_id: str, secret: str = CLIENT_SECRET) -> str:
-    return set_connection(
-        monkeypatch,
-        conn_id,
-        host=server.url,
-        login=CLIENT_ID,
-        password=secret,
-        extra={"auth_type": "oauth2", "token_url": "/oauth2/token", "scope": "patient/*.write"},
-    )
+    return helpers.oauth_conn(monkeypatch, server, conn_id, secret, scope="patient/*.write")
 
 
 def test_static_bearer_is_sent(fhir: LocalFhir, bearer_conn: str) -> None:

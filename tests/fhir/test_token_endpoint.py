@@ -17,7 +17,7 @@ from phone_sync.fhir.auth import parse_grant
 from phone_sync.fhir.errors import FhirAuthError, FhirUnavailable
 from phone_sync.fhir.hook import FhirHook
 from phone_sync.http.pacing import Backoff
-from tests.fhir.helpers import CLIENT_ID, CLIENT_SECRET, FAST_BACKOFF, LocalFhir, set_connection
+from tests.fhir.helpers import CLIENT_ID, CLIENT_SECRET, FAST_BACKOFF, LocalFhir, oauth_conn, set_connection
 
 TOKEN_PATH = "/oauth2/v1/accesstoken"
 SATUSEHAT = ("--token-style", "satusehat", "--token-path", TOKEN_PATH, "--token-expires-in", "3599")
@@ -27,14 +27,7 @@ QUICK_WAITS = Backoff(base=0.5, cap=2.0)  # the token backoff, shortened for a 2
 def satusehat_conn(
     monkeypatch: pytest.MonkeyPatch, server: LocalFhir, conn_id: str, secret: str = CLIENT_SECRET, **extra: object
 ) -> str:
-    return set_connection(
-        monkeypatch,
-        conn_id,
-        host=server.url,
-        login=CLIENT_ID,
-        password=secret,
-        extra={"auth_type": "oauth2", "token_url": TOKEN_PATH, "grant_type_in": "query", **extra},
-    )
+    return oauth_conn(monkeypatch, server, conn_id, secret, TOKEN_PATH, grant_type_in="query", **extra)
 
 
 def token_log(server: LocalFhir) -> list[tuple[str, int]]:

@@ -101,8 +101,8 @@ def trigger_form(config: RegionConfig) -> dict[str, Any]:
             ),
         ),
         "rows": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],  # the form may leave it empty (a string alone would be required)
             pattern=ROWS_PATTERN,
             title="Only sheet rows",
             description="e.g. 2-101 (a batch's label in the grid works too): other rows are not read. Empty: all rows.",

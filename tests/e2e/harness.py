@@ -297,7 +297,14 @@ def screenshot(cluster: AirflowCluster, path: str, name: str) -> None:
         cluster.screenshot(path, Path(folder) / f"{name}.png")
 
 
-def dialog_screenshot(cluster: AirflowCluster, ui_path: str, name: str, clicks: list[str], ready: str) -> None:
+def dialog_screenshot(
+    cluster: AirflowCluster,
+    ui_path: str,
+    name: str,
+    clicks: list[str],
+    ready: str,
+    dialog: str = "document.querySelector('[role=dialog]')",
+) -> None:
     """With PHONE_SYNC_E2E_SCREENSHOTS=<folder>, click through a UI page to a dialog and save the dialog.
 
     ``clicks`` and ``ready`` are JavaScript expressions: the elements to click in turn, then what must be
@@ -312,4 +319,4 @@ def dialog_screenshot(cluster: AirflowCluster, ui_path: str, name: str, clicks: 
             browser.click(element)
         browser.wait_for(ready)
         time.sleep(1)  # the accordion's opening animation
-        browser.screenshot(Path(folder) / f"{name}.png", clip="document.querySelector('[role=dialog]')")
+        browser.screenshot(Path(folder) / f"{name}.png", clip=dialog)

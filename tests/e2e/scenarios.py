@@ -533,7 +533,7 @@ def preview_through_the_api(world: World, name: str) -> dict[str, Any]:
     refused = requests.post(
         f"{cluster.url}/api/v2/dags/{dag_id}/dagRuns",
         json={"logical_date": None, "conf": {"mode": "maybe"}},
-        headers={"Authorization": f"Bearer {cluster.token()}"},
+        headers={"Authorization": f"Bearer {cluster.token}"},
         timeout=30,
     )
     assert refused.status_code == 400, "Airflow checks the form's types before a run exists"
@@ -558,16 +558,16 @@ def preview_through_the_api(world: World, name: str) -> dict[str, Any]:
     assert cluster.api("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["note"] == (
         "phone-sync controls: preview; rows 2-101"
     )
+    trigger_dialog = "[...document.querySelectorAll('[role=dialog]')].find(d => d.innerText.startsWith('Trigger Dag'))"
     dialog_screenshot(
         cluster,
         f"/dags/{dag_id}",
         "trigger-form",
-        clicks=[
-            "[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Trigger')",
-            "[...document.querySelectorAll('[role=dialog] [aria-expanded]')]"
-            ".find(b => b.innerText.includes('Run Parameters'))",
-        ],
-        ready="document.querySelector('[role=dialog]')?.innerText.includes('Only listed identifiers')",
+        clicks=["[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Trigger')"],
+        # The form opens with its parameters; Trigger is enabled with every default (an empty optional field is null).
+        ready=f"{trigger_dialog}?.innerText.includes('Only listed identifiers')"
+        f" && ![...{trigger_dialog}.querySelectorAll('button')].find(b => b.innerText.trim() === 'Trigger').disabled",
+        dialog=trigger_dialog,
     )
     return report
 
@@ -583,12 +583,17 @@ def assert_no_phi_at_rest(world: World, leftovers: list[tuple[str, bytes]]) -> N
     hits = scan(leftovers, needles)
     assert hits == [], f"patient data at rest in Airflow: {hits[:5]}"
 
-    name = next(iter(world.regions))
+    # One batch of the first region that ran to success, opened with the operator's CLI.
+    name, run_id = next(
+        (name, run["dag_run_id"])
+        for name in world.regions
+        for run in world.cluster.runs(world.config(name).dag_id)
+        if run["state"] == "success"
+    )
     dag_id = world.config(name).dag_id
-    run_id = world.cluster.runs(dag_id)[0]["dag_run_id"]
     unseal = [sys.executable, "-m", "phone_sync.unseal", "show", "--api", world.cluster.url]
     unseal += ["--dag-id", dag_id, "--run-id", run_id, "--task-id", "process_batch", "--map-index", "0"]
-    env = {**os.environ, "AIRFLOW_API_TOKEN": world.cluster.token()}
+    env = {**os.environ, "AIRFLOW_API_TOKEN": world.cluster.token}
     opened = subprocess.run(unseal, env={**env, "PHONE_SYNC_PHI_KEY": ",".join(world.phi_keys)}, capture_output=True)
     assert opened.returncode == 0, opened.stderr
     statuses = json.loads(opened.stdout)["statuses"]

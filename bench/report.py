@@ -18,7 +18,7 @@ TARGETS = {
 PROJECT = ("inprocess", "dagtest", "scheduler", "celery", "scale")
 AIRFLOW_RUNS = ("scheduler", "celery", "scale")  # stages with a floor, a task profile and metadata figures
 PHASES = ("start", "parse", "prepare", "imports", "xcom_read", "unseal", "seal", "http_fhir", "http_token",
-          "http_sheets", "pacing", "work", "xcom_write", "push", "push_comms", "comms_other")
+          "http_sheets", "pacing", "work", "xcom_write", "push", "push_comms", "finish", "comms_other")
 
 
 def per_1000(count: float, rows: int) -> float:

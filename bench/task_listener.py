@@ -17,6 +17,7 @@ is untouched. When a task ends it appends one JSON line to ``$BENCH_TASK_FILE``:
 ``pacing``     ``RateLimiter.acquire`` waits (the region's request rate, shared by parallel batches)
 ``work``       the task callable minus all of the above: the work itself
 ``push``       the return value's XCom push: serialising it (``push``) and the round trip (``push_comms``)
+``finish``     the round trip that reports the task's success to the supervisor (which calls the API)
 =============  ==========================================================================================
 
 ``start`` holds the fork, the supervisor telling the task server-side that it started (an API call)
@@ -84,7 +85,10 @@ def _phased(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         global _phase
         _phase = name
-        return _timed(name, fn)(*args, **kwargs)
+        try:
+            return _timed(name, fn)(*args, **kwargs)
+        finally:
+            _phase = f"after_{name}"
 
     return wrapper
 
@@ -178,7 +182,8 @@ def _profile() -> dict[str, float]:
         "imports": imports,
         "xcom_read": got("xcom_read:prepare", 0) + got("xcom_read:execute", 0) + got("xcom_read:parse", 0),
         "xcom_write": got("xcom_write:execute", 0),
-        "comms_other": sum(v for k, v in seconds.items() if k.startswith("comms_other:") and not k.endswith(":push")),
+        "comms_other": sum(v for k, v in seconds.items() if k.startswith("comms_other:")
+                           and k.split(":")[1] not in ("push", "after_push")),
         "unseal": got("unseal", 0),
         "seal": got("seal", 0),
         **http,
@@ -187,6 +192,7 @@ def _profile() -> dict[str, float]:
         - got("comms_other:execute", 0) - inside,
         "push": got("push", 0) - got("xcom_write:push", 0) - got("comms_other:push", 0),
         "push_comms": got("xcom_write:push", 0) + got("comms_other:push", 0),
+        "finish": got("comms_other:after_push", 0),
     }
     return {key: round(value, 4) for key, value in profile.items()}
 

@@ -48,10 +48,12 @@ def xcom_values(url: str, dag_id: str, run_id: str) -> list[tuple[str, int, str,
                 text("SELECT task_id, map_index, key, value FROM xcom WHERE dag_id = :dag AND run_id = :run"),
                 {"dag": dag_id, "run": run_id},
             ).all()
-        as_text = engine.dialect.name == "sqlite"  # PostgreSQL's driver hands JSON columns back parsed
+        # SQLite hands back the JSON text (a bare number as a number: column affinity); PostgreSQL's driver parses it.
+        as_text = engine.dialect.name == "sqlite"
     finally:
         engine.dispose()
-    return [(task, index, key, json.loads(value) if as_text else value) for task, index, key, value in rows]
+    return [(task, index, key, json.loads(value) if as_text and isinstance(value, str) else value)
+            for task, index, key, value in rows]
 
 
 def opened(value: Any, sealer: Sealer) -> Any:

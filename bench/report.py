@@ -120,6 +120,12 @@ def format_profile(result: dict[str, Any]) -> str:
     notes = ["window: first start - last end of the task's instances, seconds after the run started; queued: "
              "queued -> started; TI: started -> ended as Airflow records them (the supervisor forks before it "
              "marks the start); in proc: fork -> success listener. Phases in seconds: see bench/task_listener.py."]
+    floor_batch = result["floor"]["tasks"].get("process_batch", {})
+    if floor_batch.get("profile"):
+        fp, fb = floor_batch["profile"], floor_batch
+        notes.append(f"empty DAG's process_batch, for comparison: in proc {fb['in_process_seconds']:.2f} s "
+                     f"(start {fp['start']:.3f}, parse {fp['parse']:.3f}, push_comms {fp['push_comms']:.3f}, "
+                     f"finish {fp['finish']:.3f}), CPU {fb['cpu_seconds']:.2f} s, TI {fb['ti_seconds']:.2f} s")
     imports = {task: entry["imports"] for task, entry in result["tasks"].items() if entry.get("imports")}
     for task, times in imports.items():
         notes.append(f"{task} imports: " + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in times.items()))
@@ -255,6 +261,9 @@ def chart(path: Path, results: dict[str, Any], subtitle: str) -> bool:
                 bars.append((f"empty DAG floor ({label.split('(')[-1].rstrip(')')})", scaled, colours["floor"]))
     if not bars:
         return False
+    scaled_from = sorted({results[k]["rows"] for k in labels if results.get(k) and results[k]["rows"] != 10_000})
+    if scaled_from:
+        subtitle += "; measured on " + ", ".join(f"{rows:,}" for rows in scaled_from) + " rows, scaled to 10,000"
     figure, axes = pyplot.subplots(figsize=(9, 0.55 * len(bars) + 1.6), dpi=110)
     names, seconds, colors = zip(*reversed(bars), strict=True)
     drawn = axes.barh(names, seconds, color=colors)

@@ -8,7 +8,6 @@ where they are (connections come as ``AIRFLOW_CONN_*`` environment variables).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,31 +15,36 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import current_rss_mib
-from bench.rss_listener import peak_rss_mib
+from bench.procstats import current_rss_mib, peak_rss_mib
 
 
 class FakeTaskInstance:
-    """Enough of a TaskInstance for the task bodies: XComs kept here, serialised as Airflow would."""
+    """Enough of a TaskInstance for the task bodies: XComs in a shared store, serialised as Airflow would."""
 
-    def __init__(self) -> None:
-        self.xcoms: dict[tuple[str, int | None], Any] = {}
+    def __init__(self, store: dict[tuple[str, str, int], Any], task_id: str, map_index: int = -1) -> None:
+        self.store, self.task_id, self.map_index = store, task_id, map_index
 
     def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[(key, None)] = json.loads(json.dumps(value))
+        self.store[(self.task_id, key, self.map_index)] = _xcom(value)
 
-    def xcom_pull(self, task_ids: str, key: str, map_indexes: int | None = None) -> Any:
-        return self.xcoms.get((key, map_indexes))
+    def xcom_pull(self, task_ids: str, key: str = "return_value", map_indexes: int | None = None) -> Any:
+        if map_indexes is not None:
+            return self.store.get((task_ids, key, map_indexes))
+        found = sorted((index, value) for (task, k, index), value in self.store.items() if (task, k) == (task_ids, key))
+        if len(found) == 1 and found[0][0] == -1:
+            return found[0][1]
+        return [value for _, value in found]
 
 
 class FakeDagRun:
     def __init__(self, run_after: datetime) -> None:
         self.run_after = run_after
+        self.start_date = datetime.now(UTC)
 
 
-def _context(spec: dict[str, Any], ti: FakeTaskInstance) -> dict[str, Any]:
+def _context(spec: dict[str, Any], ti: FakeTaskInstance, dag_run: FakeDagRun | None = None) -> dict[str, Any]:
     moment = datetime.fromisoformat(spec["logical_date"])
-    return {"ti": ti, "logical_date": moment, "dag_run": FakeDagRun(moment), "run_id": "bench__inprocess"}
+    return {"ti": ti, "logical_date": moment, "dag_run": dag_run or FakeDagRun(moment), "run_id": "bench__inprocess"}
 
 
 def _xcom(value: Any) -> Any:
@@ -65,22 +69,28 @@ def stage_baseline(spec: dict[str, Any]) -> dict[str, Any]:
 def stage_inprocess(spec: dict[str, Any]) -> dict[str, Any]:
     """The task bodies in one process, batches on threads as the pool would run them: no Airflow."""
     from phone_sync.config import load_region
-    from phone_sync.contracts import XComKey
+    from phone_sync.contracts import TaskId
     from phone_sync.pipeline import tasks
 
     config = load_region(Path(spec["region_file"]))
-    ti = FakeTaskInstance()
-    context = _context(spec, ti)
+    store: dict[tuple[str, str, int], Any] = {}
+    dag_run = FakeDagRun(datetime.fromisoformat(spec["logical_date"]))
+
+    def run(task_id: TaskId, body: Any, *args: Any, map_index: int = -1) -> Any:
+        ti = FakeTaskInstance(store, task_id, map_index)
+        result = _xcom(body(config, *args, _context(spec, ti, dag_run)))
+        ti.xcom_push("return_value", result)
+        return result
+
     started = time.perf_counter()
-    extracted = _xcom(tasks.extract_rows(config, context))
-    batches = _xcom(tasks.clean_phones(config, extracted, context))
+    extracted = run(TaskId.EXTRACT, tasks.extract_rows)
+    batches = run(TaskId.CLEAN, tasks.clean_phones, extracted)
     fhir_started = time.perf_counter()
     with ThreadPoolExecutor(config.max_parallel_batches) as pool:
-        results = list(pool.map(lambda b: _xcom(tasks.process_batch(config, b, context)), batches))
+        list(pool.map(lambda i: run(TaskId.BATCH, tasks.process_batch, batches[i], map_index=i), range(len(batches))))
     fhir_seconds = time.perf_counter() - fhir_started
-    decided = ti.xcoms[(XComKey.DECIDED, None)]
-    written = _xcom(tasks.write_back_statuses(config, decided, batches, results, context))
-    report = tasks.run_report(config, written, context)
+    run(TaskId.WRITE_BACK, tasks.write_back_statuses)
+    report = run(TaskId.REPORT, tasks.run_report)
     return {
         "seconds": time.perf_counter() - started,
         "fhir_seconds": fhir_seconds,
@@ -93,11 +103,8 @@ def stage_dagtest(spec: dict[str, Any]) -> dict[str, Any]:
     """The whole DAG through ``dag.test()`` (one process, tasks in turn)."""
     import subprocess
 
-    from localservers.airflow_env import airflow_env
-
-    env = airflow_env(Path(spec["airflow_home"]))
-    os.environ.update(env)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=dict(os.environ), check=True,
+    # AIRFLOW_HOME came with this process's environment (bench.common.run_child), before any import of Airflow.
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import pendulum
 
@@ -119,7 +126,7 @@ def stage_extract(spec: dict[str, Any]) -> dict[str, Any]:
     from phone_sync.pipeline import tasks
 
     config = load_region(Path(spec["region_file"]))
-    ti = FakeTaskInstance()
+    ti = FakeTaskInstance({}, "memory")
     floor = current_rss_mib()
     started = time.perf_counter()
     text = json.dumps(tasks.extract_rows(config, _context(spec, ti)))
@@ -134,7 +141,7 @@ def stage_clean(spec: dict[str, Any]) -> dict[str, Any]:
     from phone_sync.pipeline import tasks
 
     config = load_region(Path(spec["region_file"]))
-    ti = FakeTaskInstance()
+    ti = FakeTaskInstance({}, "memory")
     floor = current_rss_mib()
     started = time.perf_counter()
     extracted = json.loads(Path(spec["xcom_file"]).read_text())

@@ -18,16 +18,19 @@ from typing import Any
 
 import requests
 
-from localservers.airflow_env import REPO_ROOT
+from localservers.airflow_env import REPO_ROOT, airflow_env
 from localservers.scenario import Scenario
-from localservers.stack import LocalRegion, local_region
+from localservers.stack import LocalRegion, conn_env_name, local_region
 from phone_sync.config import RegionConfig, load_region
+from phone_sync.crypto import Sealer
 
 FHIR_LATENCY_MS = 50
 SHEETS_LATENCY_MS = 100
 SHEETS_QUOTA_PER_MINUTE = 60
 DEMO_REGION = REPO_ROOT / "include" / "regions" / "demo.json"
 MIB = 2**20
+OAUTH_CLIENT_ID = "phone-sync-bench"
+OAUTH_CLIENT_SECRET = "bench-client-secret-0001"
 
 
 def region_file(directory: Path) -> Path:
@@ -45,7 +48,7 @@ def bench_config(directory: Path) -> RegionConfig:
 
 
 def server_args() -> tuple[list[str], list[str]]:
-    fhir = ["--latency-ms", str(FHIR_LATENCY_MS)]
+    fhir = ["--latency-ms", str(FHIR_LATENCY_MS), f"--oauth-client={OAUTH_CLIENT_ID}:{OAUTH_CLIENT_SECRET}"]
     sheets = [
         "--latency-ms", str(SHEETS_LATENCY_MS),
         "--read-quota", str(SHEETS_QUOTA_PER_MINUTE), "--write-quota", str(SHEETS_QUOTA_PER_MINUTE),
@@ -64,6 +67,19 @@ def bench_region(
             _add_report_tab(region)
         reset_counts(region)
         yield region
+
+
+def connections(region: LocalRegion) -> dict[str, str]:
+    """The region's connections, its FHIR one with OAuth2 client credentials (tokens are counted) instead
+    of the static bearer the article's loop keeps."""
+    fhir = {"conn_type": "fhir", "host": region.fhir.url, "login": OAUTH_CLIENT_ID, "password": OAUTH_CLIENT_SECRET,
+            "extra": {"auth_type": "oauth2", "token_url": "/oauth2/token"}}
+    return {**region.connections, conn_env_name(region.config.fhir.conn_id): json.dumps(fhir)}
+
+
+def sealer(region: LocalRegion) -> Sealer:
+    """The region's PHI key, to open what the run sealed."""
+    return Sealer.from_text(region.phi_key)
 
 
 def _add_report_tab(region: LocalRegion) -> None:
@@ -92,11 +108,15 @@ def reset_counts(region: LocalRegion) -> None:
 
 
 def request_counts(region: LocalRegion) -> dict[str, Any]:
-    """FHIR and Sheets requests the servers saw since the last reset (429 answers included)."""
+    """FHIR and Sheets requests the servers saw since the last reset (429 answers included).
+
+    ``fhir`` leaves out OAuth2 token requests: they are ``fhir_tokens``."""
     sheets = region.sheet_requests()
     fhir = region.fhir_stats()
+    tokens = int(fhir.get("by_interaction", {}).get("token", 0))
     return {
-        "fhir": int(fhir.get("total", 0)),
+        "fhir": int(fhir.get("total", 0)) - tokens,
+        "fhir_tokens": tokens,
         "sheets": int(sheets.get("total", 0)),
         "sheets_throttled": int(sheets.get("throttled", 0)),
         "sheets_by_method": sheets.get("by_method", {}),
@@ -120,14 +140,13 @@ def statuses_lost(region: LocalRegion, scenario: Scenario, rows: set[int] | None
     return sum(1 for row in wanted if not current.get(row, "").strip())
 
 
-def current_rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
-
-
 def run_child(stage: str, spec: dict[str, Any], workdir: Path, env: dict[str, str] | None = None,
               timeout: float = 1800) -> dict[str, Any]:
-    """Run ``python -m bench.child <stage>`` in a fresh interpreter: its peak RSS is the stage's own."""
+    """Run ``python -m bench.child <stage>`` in a fresh interpreter: its peak RSS is the stage's own.
+
+    The child starts with its own ``AIRFLOW_HOME`` (``workdir/airflow``) in its environment: Airflow reads
+    its settings once, at its first import, so a home set later would leave it on ``~/airflow``.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path, out_path = workdir / f"{stage}.spec.json", workdir / f"{stage}.out.json"
     spec_path.write_text(json.dumps(spec))
@@ -135,7 +154,7 @@ def run_child(stage: str, spec: dict[str, Any], workdir: Path, env: dict[str, st
     with open(workdir / f"{stage}.log", "wb") as log:
         subprocess.run(
             [sys.executable, "-m", "bench.child", stage, str(spec_path), str(out_path)],
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **airflow_env(workdir / "airflow"), **(env or {})},
             stdout=log, stderr=subprocess.STDOUT, check=True, timeout=timeout, cwd=REPO_ROOT,
         )
     return json.loads(out_path.read_text())

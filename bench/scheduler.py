@@ -1,9 +1,11 @@
 """The whole DAG through a running Airflow (``localservers.airflow_cluster``: api-server, scheduler,
-dag-processor, triggerer; LocalExecutor), timed side by side with the empty DAG of the same shape.
+dag-processor, triggerer; LocalExecutor, or CeleryExecutor with workers), timed side by side with the
+empty DAG of the same shape.
 
-Task process memory is measured twice: every task process records its own ``ru_maxrss`` through
-a listener plugin (``bench.rss_listener``), and a sampler reads the RSS of the scheduler's
-descendants (task processes are titled ``airflow worker -- <ti id>``) ten times a second.
+Every task process reports its peak RSS, CPU and where its time went through a listener plugin
+(``bench.task_listener``); a sampler also reads the RSS of the components' descendants (task
+processes are titled ``airflow worker -- <ti id>``) ten times a second. Around each run the metadata
+database's XCom and rendered-fields bytes are read, and the run's XComs are measured sealed and opened.
 """
 
 from __future__ import annotations
@@ -11,49 +13,54 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from bench import metadb
 from bench.airflow_dags import FLOOR_DAG_ID
 from localservers.airflow_cluster import AirflowCluster
+from phone_sync.crypto import Sealer
 
 DAG_FILE = (
     '"""Benchmark DAGs (airflow dag file)."""\n'
     "from bench.airflow_dags import all_dags\n\nglobals().update(all_dags())\n"
 )
 PLUGIN_FILE = (
-    "from airflow.plugins_manager import AirflowPlugin\n\nfrom bench import rss_listener\n\n\n"
-    "class BenchRssPlugin(AirflowPlugin):\n    name = 'bench_rss'\n    listeners = [rss_listener]\n"
+    "from airflow.plugins_manager import AirflowPlugin\n\nfrom bench import task_listener\n\n\n"
+    "class BenchTaskPlugin(AirflowPlugin):\n    name = 'bench_task_profile'\n    listeners = [task_listener]\n"
 )
+PAGE = 100  # the REST API's default [api] maximum_page_limit
 
 
 class RssSampler(threading.Thread):
-    """Peak RSS of each ``airflow worker -- <ti id>`` process under the scheduler."""
+    """Peak RSS of each ``airflow worker -- <ti id>`` process under the given components."""
 
-    def __init__(self, root_pid: int, interval: float = 0.1) -> None:
+    def __init__(self, root_pids: list[int], interval: float = 0.1) -> None:
         super().__init__(daemon=True)
-        self.root = psutil.Process(root_pid)
+        self.roots = [psutil.Process(pid) for pid in root_pids]
         self.interval = interval
         self.peaks: dict[str, float] = {}
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
-            try:
-                children = self.root.children(recursive=True)
-            except psutil.Error:
-                return
-            for child in children:
+            for root in self.roots:
                 try:
-                    title = " ".join(child.cmdline())
-                    if title.startswith("airflow worker -- "):
-                        ti_id = title.split(" -- ", 1)[1].strip()
-                        rss = child.memory_info().rss / 2**20
-                        self.peaks[ti_id] = max(self.peaks.get(ti_id, 0.0), rss)
+                    children = root.children(recursive=True)
                 except psutil.Error:
                     continue
+                for child in children:
+                    try:
+                        title = " ".join(child.cmdline())
+                        if title.startswith("airflow worker -- "):
+                            ti_id = title.split(" -- ", 1)[1].strip()
+                            rss = child.memory_info().rss / 2**20
+                            self.peaks[ti_id] = max(self.peaks.get(ti_id, 0.0), rss)
+                    except psutil.Error:
+                        continue
             time.sleep(self.interval)
 
     def stop(self) -> None:
@@ -61,8 +68,20 @@ class RssSampler(threading.Thread):
         self.join(5)
 
 
-def _timed_run(cluster: AirflowCluster, dag_id: str, timeout: float = 900) -> dict[str, Any]:
+def task_instances(cluster: AirflowCluster, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """Every task instance of a run, page by page (a 100,000-row run has about 1,000)."""
+    found: list[dict[str, Any]] = []
+    while True:
+        page = cluster.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                           params={"limit": PAGE, "offset": len(found), "order_by": "map_index"})["task_instances"]
+        found.extend(page)
+        if len(page) < PAGE:
+            return found
+
+
+def _timed_run(cluster: AirflowCluster, dag_id: str, db_url: str, timeout: float) -> dict[str, Any]:
     """Trigger a run and poll it four times a second: wall time from the trigger to the observed end."""
+    before = metadb.table_bytes(db_url)
     started = time.perf_counter()
     run_id = cluster.trigger(dag_id)
     while True:
@@ -73,60 +92,104 @@ def _timed_run(cluster: AirflowCluster, dag_id: str, timeout: float = 900) -> di
         if time.perf_counter() - started > timeout:
             raise TimeoutError(f"{dag_id} run {run_id} still {run['state']} after {timeout}s")
         time.sleep(0.25)
-    return {"run_id": run_id, "state": run["state"], "seconds": seconds,
-            "task_instances": cluster.task_instances(dag_id, run_id)}
+    return {"run_id": run_id, "state": run["state"], "seconds": seconds, "run": run,
+            "task_instances": task_instances(cluster, dag_id, run_id),
+            "db_growth_mib": metadb.growth(before, metadb.table_bytes(db_url))}
 
 
 def run_side_by_side(workdir: Path, connections: dict[str, str], regions_dir: Path, dag_id: str,
-                     batches: int) -> dict[str, Any]:
-    """Floor first, then the region's DAG, in one Airflow; RSS per task process for both."""
+                     batches: int, *, sealer: Sealer, server_urls: dict[str, str],
+                     executor: str = "LocalExecutor", database_url: str | None = None,
+                     broker_url: str | None = None, airflow_config: dict[str, str] | None = None,
+                     timeout: float = 3600) -> dict[str, Any]:
+    """Floor first, then the region's DAG, in one Airflow; per task process RSS, CPU and time profile."""
     dags, plugins = workdir / "dags", workdir / "plugins"
     for folder in (dags, plugins):
         folder.mkdir(parents=True, exist_ok=True)
     (dags / "bench_dags.py").write_text(DAG_FILE)
-    (plugins / "bench_rss_plugin.py").write_text(PLUGIN_FILE)
-    rss_file = workdir / "task_rss.jsonl"
-    rss_file.unlink(missing_ok=True)
+    (plugins / "bench_task_plugin.py").write_text(PLUGIN_FILE)
+    task_file = workdir / "task_profile.jsonl"
+    task_file.unlink(missing_ok=True)
     env = {
         **connections,
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
         "PHONE_SYNC_REGIONS_DIR": str(regions_dir),
         "BENCH_FLOOR_BATCHES": str(batches),
-        "BENCH_RSS_FILE": str(rss_file),
+        "BENCH_TASK_FILE": str(task_file),
+        **{f"BENCH_{name.upper()}_URL": url for name, url in server_urls.items()},
+        **{f"AIRFLOW__{key.upper()}": value for key, value in (airflow_config or {}).items()},
     }
-    with AirflowCluster(workdir / "airflow", extra_env=env) as cluster:
+    home = workdir / "airflow"
+    db_url = database_url or f"sqlite:///{home / 'airflow.db'}"
+    with AirflowCluster(home, extra_env=env, executor=executor, database_url=database_url,
+                        broker_url=broker_url) as cluster:
         for dag in (FLOOR_DAG_ID, dag_id):
             cluster.wait_for_dag(dag, timeout=180)
             cluster.unpause(dag)
-        scheduler = next(c for c in cluster.components if c.name == "scheduler")
-        assert scheduler.process is not None
-        sampler = RssSampler(scheduler.process.pid)
+        roots = [c.process.pid for c in cluster.components
+                 if c.process is not None and (c.name == "scheduler" or c.name.startswith("celery-"))]
+        sampler = RssSampler(roots)
         sampler.start()
         try:
-            floor = _timed_run(cluster, FLOOR_DAG_ID)
-            region = _timed_run(cluster, dag_id)
+            floor = _timed_run(cluster, FLOOR_DAG_ID, db_url, timeout)
+            region = _timed_run(cluster, dag_id, db_url, timeout)
         finally:
             sampler.stop()
-    recorded = [json.loads(line) for line in rss_file.read_text().splitlines()] if rss_file.exists() else []
+        region["xcom"] = metadb.xcom_sizes(db_url, dag_id, region["run_id"], sealer)
+    recorded = [json.loads(line) for line in task_file.read_text().splitlines()] if task_file.exists() else []
     return {"floor": _summary(floor, sampler.peaks, recorded, FLOOR_DAG_ID),
             "region": _summary(region, sampler.peaks, recorded, dag_id)}
 
 
+def _moment(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
 def _summary(run: dict[str, Any], sampled: dict[str, float], recorded: list[dict[str, Any]],
              dag_id: str) -> dict[str, Any]:
-    """Per task: max over its map indexes of the recorded ru_maxrss and of the sampled RSS."""
-    per_task: dict[str, dict[str, float]] = {}
+    """Per task: RSS (max of recorded and sampled), CPU, the profile (mean over map indexes), its timeline."""
+    run_start = _moment(run["run"].get("start_date")) or 0.0
+    per_task: dict[str, dict[str, Any]] = {}
     for ti in run["task_instances"]:
-        entry = per_task.setdefault(ti["task_id"], {"count": 0, "sampled_mib": 0.0, "ru_maxrss_mib": 0.0})
+        entry = per_task.setdefault(ti["task_id"], {
+            "count": 0, "sampled_mib": 0.0, "ru_maxrss_mib": 0.0, "first_start": None, "last_end": None,
+            "ti_seconds": 0.0, "queued_seconds": 0.0})
         entry["count"] += 1
         entry["sampled_mib"] = round(max(entry["sampled_mib"], sampled.get(ti["id"], 0.0)), 1)
-    for line in recorded:
-        if line["dag_id"] == dag_id and line["task_id"] in per_task:
-            entry = per_task[line["task_id"]]
-            entry["ru_maxrss_mib"] = max(entry["ru_maxrss_mib"], line["ru_maxrss_mib"])
+        start, end, queued = _moment(ti.get("start_date")), _moment(ti.get("end_date")), _moment(ti.get("queued_when"))
+        if start is not None and end is not None:
+            entry["ti_seconds"] += end - start
+            entry["first_start"] = min(start - run_start, entry["first_start"] or 1e12)
+            entry["last_end"] = max(end - run_start, entry["last_end"] or 0.0)
+        if start is not None and queued is not None:
+            entry["queued_seconds"] += start - queued
+    lines = [line for line in recorded if line["dag_id"] == dag_id]
+    for task_id, entry in per_task.items():
+        mine = [line for line in lines if line["task_id"] == task_id]
+        entry["ti_seconds"] = round(entry["ti_seconds"] / entry["count"], 3)
+        entry["queued_seconds"] = round(entry["queued_seconds"] / entry["count"], 3)
+        for key in ("first_start", "last_end"):
+            entry[key] = round(entry[key], 1) if entry[key] is not None else None
+        if not mine:
+            continue
+        entry["profiled"] = len(mine)
+        entry["ru_maxrss_mib"] = max(line["ru_maxrss_mib"] for line in mine)
+        entry["cpu_seconds"] = _mean([line["cpu_seconds"] for line in mine])
+        entry["in_process_seconds"] = _mean([line["in_process_seconds"] for line in mine])
+        profile: dict[str, float] = {"start": _mean([line["start"] for line in mine])}
+        for key in mine[0]["profile"]:
+            profile[key] = _mean([line["profile"].get(key, 0.0) for line in mine])
+        entry["profile"] = profile
+        entry["imports"] = {key: _mean([line["imports"].get(key, 0.0) for line in mine]) for key in mine[0]["imports"]}
+        entry["calls"] = {key: _mean([line["calls"].get(key, 0) for line in mine]) for key in mine[0]["calls"]}
+        entry["modules"] = next((line["modules"] for line in mine if "modules" in line), [])
     states: dict[str, int] = {}
     for ti in run["task_instances"]:
         states[str(ti["state"])] = states.get(str(ti["state"]), 0) + 1
     return {"run_id": run["run_id"], "state": run["state"], "seconds": run["seconds"], "task_states": states,
-            "tasks": per_task}
+            "tasks": per_task, "db_growth_mib": run["db_growth_mib"], "xcom": run.get("xcom")}
+
+
+def _mean(values: list[float]) -> float:
+    return round(sum(values) / len(values), 4) if values else 0.0

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
     bench_region,
+    connections,
     request_counts,
     run_child,
+    sealer,
     statuses_lost,
 )
 from localservers.process import ServerProcess
 from localservers.scenario import Scenario, generate
-from localservers.stack import seed_sheet
+from localservers.stack import conn_env_name, seed_sheet
 from phone_sync.config import RegionConfig
+from phone_sync.crypto import new_key
 from phone_sync.phones import canonical
+
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, os.environ.get("PHONE_SYNC_E2E_PG_USER", "postgres")
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+MAX_MAP_LENGTH = 2048  # the scale stage's [core] max_map_length: 100,000 rows make about 930 batches
 
 
 def logical_date(scenario: Scenario) -> str:
@@ -63,7 +76,7 @@ def inprocess(config: RegionConfig, scenario: Scenario, region_file: Path, workd
     """The task bodies without Airflow: what the batching itself costs."""
     with bench_region(config, scenario, workdir / "servers") as region:
         spec = {"region_file": str(region_file), "logical_date": logical_date(scenario)}
-        out = run_child("inprocess", spec, workdir, env=region.connections)
+        out = run_child("inprocess", spec, workdir, env=connections(region))
         counts = request_counts(region)
         lost = statuses_lost(region, scenario)
     return _project_result("batch logic in-process (no Airflow)", scenario, out["seconds"], counts, lost,
@@ -73,9 +86,8 @@ def inprocess(config: RegionConfig, scenario: Scenario, region_file: Path, workd
 
 def dagtest(config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path) -> dict[str, Any]:
     with bench_region(config, scenario, workdir / "servers") as region:
-        spec = {"region_file": str(region_file), "logical_date": logical_date(scenario),
-                "airflow_home": str(workdir / "airflow")}
-        out = run_child("dagtest", spec, workdir, env=region.connections)
+        spec = {"region_file": str(region_file), "logical_date": logical_date(scenario)}
+        out = run_child("dagtest", spec, workdir, env=connections(region))
         counts = request_counts(region)
         lost = statuses_lost(region, scenario)
     return _project_result("whole DAG, dag.test()", scenario, out["seconds"], counts, lost,
@@ -92,6 +104,7 @@ def _project_result(name: str, scenario: Scenario, seconds: float, counts: dict[
         "rows_per_second": rows / seconds,
         "wall_10k_seconds": 10_000 * seconds / rows,
         "fhir_requests": counts["fhir"],
+        "fhir_tokens": counts["fhir_tokens"],
         "sheets_requests": counts["sheets"],
         "sheets_throttled": counts["sheets_throttled"],
         "sheets_by_method": counts["sheets_by_method"],
@@ -114,10 +127,11 @@ def memory(config: RegionConfig, region_file: Path, workdir: Path, rows: int) ->
         from localservers.sheets.keyfile import demo_keyfile
 
         keyfile = demo_keyfile(token_uri=f"{sheets.url}/token", client_email="phone-sync-memory@local.test")
-        import json
-
-        env = {f"AIRFLOW_CONN_{config.sheets.conn_id.upper()}": json.dumps({
-            "conn_type": "google_cloud_platform", "extra": {"keyfile_dict": keyfile, "sheets_api_url": sheets.url}})}
+        env = {
+            conn_env_name(config.sheets.conn_id): json.dumps({"conn_type": "google_cloud_platform", "extra": {
+                "keyfile_dict": keyfile, "sheets_api_url": sheets.url}}),
+            conn_env_name(config.phi_key_conn_id): json.dumps({"conn_type": "generic", "password": new_key()}),
+        }
         spec = {"region_file": str(region_file), "logical_date": logical_date(scenario),
                 "xcom_file": str(workdir / "extract.xcom.json")}
         extract = run_child("extract", spec, workdir, env=env)
@@ -137,26 +151,83 @@ def memory(config: RegionConfig, region_file: Path, workdir: Path, rows: int) ->
     }
 
 
-def scheduler(config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path) -> dict[str, Any]:
-    """The region's DAG and its empty twin through a running scheduler, one after the other."""
+def scheduler(config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path, *,
+              name: str = "whole DAG, scheduler (LocalExecutor)", executor: str = "LocalExecutor",
+              database_url: str | None = None, broker_url: str | None = None,
+              airflow_config: dict[str, str] | None = None) -> dict[str, Any]:
+    """The region's DAG and its empty twin through a running Airflow, one after the other."""
     from bench.scheduler import run_side_by_side
 
     with bench_region(config, scenario, workdir / "servers") as region:
         batches = batch_count(config, scenario)
-        out = run_side_by_side(workdir, region.connections, region_file.parent, config.dag_id, batches)
+        out = run_side_by_side(workdir, connections(region), region_file.parent, config.dag_id, batches,
+                               sealer=sealer(region),
+                               server_urls={"fhir": region.fhir.url, "sheets": region.sheets.url},
+                               executor=executor, database_url=database_url, broker_url=broker_url,
+                               airflow_config=airflow_config)
         counts = request_counts(region)
         lost = statuses_lost(region, scenario)
     run, floor = out["region"], out["floor"]
-    rss = {task: max(v["ru_maxrss_mib"], v["sampled_mib"]) for task, v in run["tasks"].items()}
-    result = _project_result("whole DAG, scheduler (LocalExecutor)", scenario, run["seconds"], counts, lost, rss,
-                             extra={"state": run["state"], "task_states": run["task_states"], "tasks": run["tasks"]})
+    result = _project_result(name, scenario, run["seconds"], counts, lost, _task_rss(run), extra={
+        "executor": executor, "state": run["state"], "task_states": run["task_states"], "tasks": run["tasks"],
+        "batches": batches, "db_growth_mib": run["db_growth_mib"], "xcom": run["xcom"],
+        "airflow_config": airflow_config or {},
+        # The lower bound the region's agreed rate sets: every FHIR request (tokens too) paced at that rate.
+        "fhir_bound_seconds": (counts["fhir"] + counts["fhir_tokens"]) / config.fhir_requests_per_second,
+        "fhir_requests_per_second": config.fhir_requests_per_second,
+    })
     result["floor"] = {
-        "name": "empty DAG, same shape (Airflow floor)",
+        "name": f"empty DAG, same shape ({executor})",
         "seconds": floor["seconds"], "state": floor["state"], "batches": batches,
-        "task_rss_mib": {task: max(v["ru_maxrss_mib"], v["sampled_mib"]) for task, v in floor["tasks"].items()},
-        "tasks": floor["tasks"],
+        "task_rss_mib": _task_rss(floor), "tasks": floor["tasks"], "db_growth_mib": floor["db_growth_mib"],
     }
     return result
+
+
+def _task_rss(run: dict[str, Any]) -> dict[str, float]:
+    return {task: max(v["ru_maxrss_mib"], v["sampled_mib"]) for task, v in run["tasks"].items()}
+
+
+def scale(config: RegionConfig, region_file: Path, workdir: Path, rows: int, seed: int) -> dict[str, Any]:
+    """``rows`` (100,000) rows through the LocalExecutor scheduler, ``max_map_length`` raised to fit the batches."""
+    scenario = generate(rows, seed=seed)
+    return scheduler(config, scenario, region_file, workdir, name=f"whole DAG, scheduler, {rows:,} rows",
+                     airflow_config={"core__max_map_length": str(MAX_MAP_LENGTH)})
+
+
+def celery(config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path) -> dict[str, Any]:
+    """The same run on the CeleryExecutor with two workers: PostgreSQL and Redis on loopback, a database of its own."""
+    with postgres_database() as database_url:
+        return scheduler(config, scenario, region_file, workdir, name="whole DAG, CeleryExecutor, 2 workers",
+                         executor="CeleryExecutor", database_url=database_url,
+                         broker_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{secrets.randbelow(15) + 1}")
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex((host, port)) == 0
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for the Airflow metadata and Celery results, dropped afterwards."""
+    for service, port in (("PostgreSQL", PG_PORT), ("Redis", REDIS_PORT)):
+        if not _listening(PG_HOST, port):
+            raise RuntimeError(f"{service} is not listening on {PG_HOST}:{port} (start it as .ci/run does)")
+    import psycopg2
+
+    name = f"phone_sync_bench_{secrets.token_hex(4)}"
+    admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def batch_count(config: RegionConfig, scenario: Scenario) -> int:

@@ -1,0 +1,112 @@
+"""Every benchmark stage on a tiny region, as ``make bench`` runs it: it cannot silently break again.
+
+The whole run goes through ``python -m bench.run`` in a fresh process whose ``HOME`` is a temporary
+folder, so the test also proves that no stage creates or uses ``~/airflow``. Three Airflow deployments
+start (LocalExecutor twice, CeleryExecutor once): a few minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import run
+from localservers.airflow_env import REPO_ROOT, airflow_env
+
+pytestmark = pytest.mark.slow
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _stages() -> list[str]:
+    """All of them; the Celery stage needs PostgreSQL and Redis (CI starts them, a laptop may not have them)."""
+    if all(_listening(port) for port in (5432, 6379)) or os.environ.get("CI"):
+        return list(run.ALL_STAGES)
+    return [stage for stage in run.ALL_STAGES if stage != "celery"]
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    home = tmp_path_factory.mktemp("home")
+    results = tmp_path_factory.mktemp("results")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["HOME"] = str(home)
+    argv = [sys.executable, "-m", "bench.run", "--rows", "30", "--baseline-rows", "10", "--memory-rows", "100",
+            "--scale-rows", "60", "--import-repeats", "1", "--results", str(results), "--stages", *_stages()]
+    done = subprocess.run(argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500, check=False)
+    (written,) = results.glob("*.json")
+    return {"code": done.returncode, "out": done.stdout + done.stderr, "home": home,
+            "results": json.loads(written.read_text())}
+
+
+def test_every_stage_runs_and_the_run_exits_0(bench_run: dict[str, Any]) -> None:
+    results = bench_run["results"]
+    assert results.get("errors") is None, bench_run["out"][-4000:]
+    assert bench_run["code"] == 0, bench_run["out"][-4000:]
+    for stage in _stages():
+        assert stage in results, f"stage {stage} left no result"
+    for key in ("inprocess", "dagtest", "scheduler", "scale", "celery"):
+        if key in results:
+            assert results[key]["statuses_lost"] == 0, key
+            assert results[key]["fhir_tokens"] >= 1, f"{key}: the FHIR connection is OAuth2, tokens are counted"
+
+
+def test_no_stage_touches_the_users_airflow_home(bench_run: dict[str, Any]) -> None:
+    assert not (bench_run["home"] / "airflow").exists(), "a stage created ~/airflow"
+
+
+def test_airflow_runs_print_their_profile_bounds_and_metadata(bench_run: dict[str, Any]) -> None:
+    results, out = bench_run["results"], bench_run["out"]
+    for key in ("scheduler", "scale", *(("celery",) if "celery" in results else ())):
+        result = results[key]
+        assert result["state"] == "success", key
+        batch = result["tasks"]["process_batch"]
+        assert batch["profiled"] == batch["count"], f"{key}: every batch process reported its profile"
+        assert batch["imports"]["phone_sync.fhir.client"] > 0
+        assert batch["profile"]["http_fhir"] > 0
+        assert batch["profile"]["unseal"] > 0
+        assert result["xcom"]["sealed_bytes"] > 0
+        assert result["xcom"]["plain_bytes"] > 0
+        assert result["db_growth_mib"]["xcom"] > 0
+        assert result["fhir_bound_seconds"] > 0
+    assert results["scale"]["airflow_config"] == {"core__max_map_length": "2048"}
+    if "celery" in results:
+        assert results["celery"]["executor"] == "CeleryExecutor"
+    assert "Where each task process's time goes" in out
+    assert "lower bounds: empty DAG" in out
+    assert "not needed by a batch" in out
+    assert "Targets (a miss is a finding, not an error)" in out
+
+
+def _exit_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, inprocess: Any) -> int:
+    for name, value in airflow_env(tmp_path / "airflow").items():
+        monkeypatch.setenv(name, value)  # main() sets its own; these restore the session's afterwards
+    monkeypatch.setattr(run.stages, "inprocess", inprocess)
+    return run.main(["--rows", "30", "--stages", "inprocess", "--results", str(tmp_path)])
+
+
+def test_a_missed_target_is_printed_and_exits_0(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    missed = {"name": "batch logic", "rows": 30, "seconds": 3.0, "rows_per_second": 10.0, "wall_10k_seconds": 1000.0,
+              "fhir_requests": 30, "fhir_tokens": 1, "sheets_requests": 9, "statuses_lost": 2,
+              "task_rss_mib": {"one process": 300.0}}
+    assert _exit_code(monkeypatch, tmp_path, lambda *args: missed) == 0
+    assert "[MISSED] statuses lost (batch logic): 2" in capsys.readouterr().out
+
+
+def test_a_crashed_stage_exits_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def crash(*args: Any) -> None:
+        raise RuntimeError("stage broke")
+
+    assert _exit_code(monkeypatch, tmp_path, crash) == 1

@@ -24,6 +24,21 @@ from phone_sync.config import REGIONS_DIR_ENV
 from tests.regions import MakeRegion, region_file
 
 
+@pytest.fixture(autouse=True)
+def _no_parsing_context() -> Iterator[None]:
+    """Airflow's parsing-context manager sets, but never removes, the variables that tell a DAG file which
+    DAG a task process parses for; a task run in this process (dag.test()) would leave later parses building
+    that one DAG only. Every test starts and ends without them, as a fresh process would."""
+    from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID, _AIRFLOW_PARSING_CONTEXT_TASK_ID
+
+    names = (_AIRFLOW_PARSING_CONTEXT_DAG_ID, _AIRFLOW_PARSING_CONTEXT_TASK_ID)
+    for name in names:
+        os.environ.pop(name, None)
+    yield
+    for name in names:
+        os.environ.pop(name, None)
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
     """Migrate the session's SQLite metadata DB once."""

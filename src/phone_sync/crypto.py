@@ -58,10 +58,19 @@ class Sealer:
         return cls([key for key in (text or "").split(",") if key.strip()], source)
 
     def seal(self, value: Any) -> str:
-        data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        """A JSON-able value, sealed."""
+        return self.seal_json(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+    def seal_json(self, data: bytes) -> str:
+        """JSON bytes, compressed and encrypted: the Fernet token as text."""
         return self._fernet.encrypt(zlib.compress(data, COMPRESSION_LEVEL)).decode("ascii")
 
     def open(self, token: str, what: str = "a sealed XCom value") -> Any:
+        """The value :meth:`seal` sealed."""
+        return json.loads(self.open_json(token, what))
+
+    def open_json(self, token: str, what: str = "a sealed XCom value") -> bytes:
+        """The JSON bytes :meth:`seal_json` sealed; a wrong or missing key says which setting to fix."""
         try:
             data = self._fernet.decrypt(token.encode("ascii") if isinstance(token, str) else token)
         except (InvalidToken, TypeError, ValueError):
@@ -69,7 +78,7 @@ class Sealer:
                 f"{what} cannot be opened with the keys in {self.source}: the key that sealed it is not there "
                 "(after a rotation, keep the old key after the new one until the runs sealed with it are done)"
             ) from None
-        return json.loads(zlib.decompress(data))
+        return zlib.decompress(data)
 
 
 def sealer_for(conn_id: str = DEFAULT_KEY_CONN_ID) -> Sealer:

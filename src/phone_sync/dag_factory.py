@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable, dag, get_current_context, task
+from airflow.sdk import DAG, CronDataIntervalTimetable, dag, get_current_context, get_parsing_context, task
 
 from phone_sync.alerts.dispatch import batch_callbacks, dag_callbacks
 from phone_sync.config import DAG_ID_PREFIX, RegionConfig, RegionConfigError, load_regions, printable, regions_dir
@@ -249,17 +249,23 @@ def build_all(directory: Path | None = None) -> dict[str, DAG]:
     """
     directory = directory or regions_dir()
     configs, errors = load_regions(directory)
+    # A task process parses the file for one DAG (Airflow says which): it builds that one, not every region's.
+    wanted = get_parsing_context().dag_id
     dags: dict[str, DAG] = {}
+    refused: set[str] = set()
     for config in configs:
+        if wanted and config.dag_id != wanted:
+            continue
         try:
             dags[config.dag_id] = build_region_dag(config)
         except Exception as exc:  # e.g. a start_date or retry delay beyond what Airflow can hold
             log.warning("region %s: Airflow refused its DAG", config.region, exc_info=True)
             problem = f"(DAG): Airflow refused the region's DAG: {type(exc).__name__}: {exc}"
             errors.append(RegionConfigError(directory / f"{config.region}.json", [problem]))
-    ids = _config_error_dag_ids(errors, taken=set(dags))
+            refused.add(config.dag_id)
+    ids = _config_error_dag_ids(errors, taken={config.dag_id for config in configs} - refused)
     for error in errors:
-        if error.path in ids:
+        if error.path in ids and (not wanted or ids[error.path] == wanted):
             log.warning("%s shown as the config-error DAG %s", printable(error.path.name), ids[error.path])
             dags[ids[error.path]] = build_config_error_dag(error, ids[error.path])
     return dags

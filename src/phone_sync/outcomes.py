@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import field
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
 
 # Why the phone cleaner (``phone_sync.phones``) refused a cell, by its reason code, as the sheet says it.
 PHONE_PROBLEMS = {
@@ -84,17 +86,16 @@ class Reason(StrEnum):
     QUEUED = "queued", "more rows than one run may take ({detail} batches); the next run sends it"
 
 
-class Status(BaseModel):
+@dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class Status:
     """What one sheet row gets: outcome and reason as codes, plus the PHI-free detail its text shows.
 
     ``identifier`` is the row's identifier as read (write-back re-checks it before writing); ``batch`` is
     the batch index, or ``None`` for rows decided while cleaning.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     row: int
-    identifier: str = Field(repr=False)  # PHI: never in a repr, a log line or a traceback
+    identifier: str = field(repr=False)  # PHI: never in a repr, a log line or a traceback
     outcome: Outcome
     reason: Reason | None = None
     detail: str | None = None

@@ -59,7 +59,9 @@ def test_every_stage_runs_and_the_run_exits_0(bench_run: dict[str, Any]) -> None
     for key in ("inprocess", "dagtest", "scheduler", "scale", "celery"):
         if key in results:
             assert results[key]["statuses_lost"] == 0, key
-            assert results[key]["fhir_tokens"] >= 1, f"{key}: the FHIR connection is OAuth2, tokens are counted"
+    for key in ("dagtest", "scheduler", "scale", "celery"):
+        if key in results:
+            assert results[key]["fhir_tokens"] == 1, f"{key}: OAuth2, one shared token per run"
 
 
 def test_no_stage_touches_the_users_airflow_home(bench_run: dict[str, Any]) -> None:
@@ -80,7 +82,7 @@ def test_airflow_runs_print_their_profile_bounds_and_metadata(bench_run: dict[st
         assert result["xcom"]["plain_bytes"] > 0
         assert result["db_growth_mib"]["xcom"] > 0
         assert result["fhir_bound_seconds"] > 0
-    assert results["scale"]["airflow_config"] == {"core__max_map_length": "2048"}
+    assert results["scale"]["airflow_config"] == {}, "100,000 rows fit Airflow's default max_map_length"
     if "celery" in results:
         assert results["celery"]["executor"] == "CeleryExecutor"
     assert "Where each task process's time goes" in out

@@ -134,3 +134,17 @@ def test_new_region_needs_only_a_file(monkeypatch: pytest.MonkeyPatch, regions_c
     bag = parse(monkeypatch, regions_copy)
     assert "phone_sync__banyumas" in bag.dags
     assert bag.import_errors == {}
+
+
+def test_a_task_process_builds_only_its_own_dag(regions_copy: Path) -> None:
+    """Airflow tells a task process which DAG it parses for; building every region's DAG there is waste."""
+    from airflow.sdk.definitions._internal.dag_parsing_context import _airflow_parsing_context_manager
+
+    from phone_sync.dag_factory import build_all
+
+    (regions_copy / "broken copy.json").write_text("{", encoding="utf-8")
+    everything = build_all(regions_copy)
+    [broken_id] = [dag_id for dag_id, dag in everything.items() if CONFIG_ERROR_TAG in dag.tags]
+    for dag_id in ("phone_sync__demo", broken_id):
+        with _airflow_parsing_context_manager(dag_id=dag_id, task_id="extract_rows"):
+            assert list(build_all(regions_copy)) == [dag_id]

@@ -28,16 +28,18 @@ def collect_statuses(
     results: list[BatchResult],
     failure_of: Callable[[int], Failure | None] = lambda index: None,
 ) -> Collected:
-    """Decided statuses, each batch's statuses, and a ``batch not processed`` status for every row of a
-    batch without a result; ``failure_of(index)`` is what that batch's task recorded when it failed."""
+    """Decided statuses, every batch result's statuses, and a ``batch not processed`` status for every row of
+    a batch in ``batches`` without a result (``batches`` may hold only those: a live run opens no more);
+    ``failure_of(index)`` is what that batch's task recorded when it failed."""
     done = {result.index: result for result in results}
     statuses = list(decided.statuses)
+    for result in results:
+        statuses += result.statuses
     not_processed: list[Status] = []
     failed_labels: list[str] = []
     problem: str | None = None
     for batch in batches:
         if batch.index in done:
-            statuses += done[batch.index].statuses
             continue
         failed_labels.append(batch.label)
         failure = failure_of(batch.index)
@@ -59,6 +61,6 @@ def collect_statuses(
         statuses=statuses + not_processed,
         not_processed=not_processed,
         failed_labels=failed_labels,
-        fhir_requests=sum(result.fhir_requests for result in done.values()),
+        fhir_requests=sum(result.fhir_requests for result in results),
         problem=problem,
     )

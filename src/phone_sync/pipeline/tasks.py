@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from phone_sync import links
-from phone_sync.alerts.dispatch import check_failure_rate, send_digest
 from phone_sync.config import RegionConfig
 from phone_sync.contracts import (
     Batch,
@@ -143,7 +142,7 @@ def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
             started=started,
             read=len(table.rows),
             identifier_column=table.columns["identifier"],
-            rows=[ExtractedRow.model_validate(row, from_attributes=True) for row in selection.rows],
+            rows=[ExtractedRow.of(row) for row in selection.rows],
             missing_feed_date=[RowRef(row=r.row, identifier=r.identifier) for r in selection.missing_feed_date],
             sheets_requests=hook.request_count,
         ).to_xcom(sealer)
@@ -253,8 +252,12 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
     with step(config, context, TaskId.WRITE_BACK):
         sealer = _sealer(config)
         decided = Decided.from_xcom(decided_xcom, sealer)
-        batches = [Batch.from_xcom(b, sealer) for b in ti.xcom_pull(task_ids=TaskId.CLEAN, map_indexes=-1) or []]
+        preview = _controls(config, context).preview
         results = [BatchResult.from_xcom(r, sealer) for r in _batch_results(ti)]
+        done = {result.index for result in results}
+        # The rows of a batch are needed only where it has no result (or for a preview's phones).
+        wires = ti.xcom_pull(task_ids=TaskId.CLEAN, map_indexes=-1) or []
+        batches = [Batch.from_xcom(wire, sealer) for wire in wires if preview or wire.get("index") not in done]
 
         def failure_of(index: int) -> Failure | None:
             value = ti.xcom_pull(task_ids=TaskId.BATCH, key=XComKey.FAILURE, map_indexes=index)
@@ -262,7 +265,7 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
 
         collected = collect_statuses(decided, batches, results, failure_of)
         batch_log.row_lines(TaskId.WRITE_BACK, collected.not_processed)
-        if _controls(config, context).preview:
+        if preview:
             lines = preview_lines(collected.statuses, batches, run_id)
             requests = write_preview(_sheets_hook(config), config.sheets, lines)
             written = WriteResult(written=len(lines), requests=requests)
@@ -285,7 +288,7 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
             started=decided.started,
             read=decided.read,
             selected=decided.selected,
-            batches=len(batches),
+            batches=len(wires),
             batches_failed=collected.failed_labels,
             problem=collected.problem,
             written=written.written,
@@ -378,6 +381,8 @@ def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
         ti.xcom_push(key=XComKey.REPORT, value=values)
         raise AirflowFailException(f"The run stopped before writing statuses: {problem}")
     if controls is None or not controls.preview:
+        from phone_sync.alerts.dispatch import check_failure_rate, send_digest
+
         # After the append and before any raise, so a retried report cannot alert twice.
         check_failure_rate(config, values, context)
         send_digest(config, values, context)

@@ -22,7 +22,15 @@ from phone_sync.http.retry import HttpRetry
 
 from .http_client import PUBLIC_SHEETS_URL, PacedHTTPClient
 
+QUOTA_BURST = 3
 SPREADSHEETS_SCOPE = "https://www.googleapis.com/auth/spreadsheets"
+
+
+def quota_limiter(requests_per_minute: int, **clock: Any) -> RateLimiter:
+    """Pacing to a per-minute quota that lets a task's few requests (a header and the columns, a re-check and
+    the write) go out at once: any minute still holds at most burst + 60 s x rate = ``requests_per_minute``."""
+    burst = min(QUOTA_BURST, requests_per_minute)
+    return RateLimiter(max(requests_per_minute - burst, 1) / 60.0, burst=burst, **clock)
 
 
 class SheetsHook(GoogleBaseHook):
@@ -56,7 +64,7 @@ class SheetsHook(GoogleBaseHook):
         self.backoff = backoff or Backoff()
         self.timeout = timeout
         # One pacer and one set of counts for everything the hook sends.
-        self.retry = HttpRetry(self.backoff, RateLimiter(requests_per_minute / 60.0, burst=1), service="Sheets")
+        self.retry = HttpRetry(self.backoff, quota_limiter(requests_per_minute), service="Sheets")
         self._client: gspread.Client | None = None
 
     @property

@@ -8,7 +8,7 @@ is never numericised (``0812…`` keeps its leading zero). Lean enough for 100,0
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from gspread.exceptions import APIError
@@ -31,10 +31,10 @@ class SheetRow:
     """One data row as read. ``phone`` is the raw unformatted cell (``None`` when empty)."""
 
     row: int
-    identifier: str
-    phone: str | int | float | bool | None
-    status: str
-    feed_date: date | None
+    identifier: str = field(repr=False)  # patient data: never in a repr, a log line or a traceback
+    phone: CellValue = field(repr=False)
+    status: str = ""
+    feed_date: date | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ class StatusCell:
     """A status for the row that held ``identifier`` at sheet row ``row`` when it was read."""
 
     row: int
-    identifier: str
+    identifier: str = field(repr=False)  # patient data: never in a repr, a log line or a traceback
     text: str
     link: str | None = None
 

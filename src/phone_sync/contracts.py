@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
 
 from phone_sync.crypto import Sealer
+from phone_sync.errors import SetupError
 from phone_sync.outcomes import Outcome, Status
 
 VERSION = 1
@@ -50,8 +51,9 @@ class XComKey(StrEnum):
     REPORT = "report"  # run_report: the report values, pushed before it fails the run
 
 
-class ContractError(RuntimeError):
-    """An XCom value that is not the contract this code reads (older code pushed it, or it is damaged)."""
+class ContractError(SetupError):
+    """An XCom value that is not the contract this code reads (older code pushed it, or it is damaged):
+    retrying cannot change it, so the task fails at once."""
 
 
 class Contract(BaseModel):

@@ -21,5 +21,5 @@ class FhirAuthError(FhirError, SetupError):
     """
 
 
-class FhirConfigError(FhirError, ValueError):
-    """The Airflow connection cannot be used as configured (e.g. plain http to a remote host)."""
+class FhirConfigError(FhirError, SetupError, ValueError):
+    """The Airflow connection cannot be used as configured (e.g. plain http to a remote host): fix it."""

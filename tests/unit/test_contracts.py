@@ -1,0 +1,47 @@
+"""The XCom contracts between the tasks: a value pushed by another release fails at once, saying what to do."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from phone_sync.contracts import VERSION, Batch, BatchRow, ContractError, WriteBack
+from phone_sync.crypto import Sealer, new_key
+from phone_sync.errors import SetupError
+
+SEALER = Sealer.from_text(new_key())
+BATCH = Batch(
+    index=0,
+    label="rows 2-2",
+    rows=[BatchRow(row=2, identifier="3303000011112222", phone="+6281234567890", effective=date(2026, 11, 20))],
+)
+
+
+def test_a_value_round_trips_sealed() -> None:
+    assert Batch.from_xcom(BATCH.to_xcom(SEALER), SEALER) == BATCH
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        # What the release before contracts pushed: positional rows, no contract name or version.
+        ({"index": 0, "label": "rows 2-2", "rows": [[2, "3303", "+62812", "2026-11-20", None]]}, "another release"),
+        ({**BATCH.to_xcom(SEALER), "v": VERSION + 1}, rf"contract version {VERSION + 1}"),
+        ({**BATCH.to_xcom(SEALER), "contract": "write_back"}, "expected XCom contract 'batch', found 'write_back'"),
+        ({**BATCH.to_xcom(SEALER), "index": "first"}, r"is damaged \(fields: index\)"),
+        ("not even a dict", "another release"),
+    ],
+)
+def test_another_shape_fails_at_once_with_one_clear_message(value: object, said: str) -> None:
+    with pytest.raises(ContractError, match=said) as raised:
+        Batch.from_xcom(value, SEALER)
+    assert isinstance(raised.value, SetupError), "retrying cannot change an XCom: the task fails without retries"
+    assert "3303" not in str(raised.value)
+
+
+def test_only_contracts_without_patient_data_travel_unsealed() -> None:
+    assert not WriteBack.sealed_fields
+    assert Batch.sealed_fields == {"rows"}
+    with pytest.raises(ContractError, match="must be opened with a key"):
+        Batch.from_xcom(BATCH.to_xcom(SEALER))

@@ -34,7 +34,7 @@ MAX_PAYLOAD_BYTES = 2_000_000  # Google's recommended maximum request payload
 _ENVELOPE_BYTES = 64  # {"valueInputOption": "RAW", "data": [...]} around the value ranges
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 100,000-row write-back holds one per row
 class StatusCell:
     """A status for the row that held ``identifier`` at sheet row ``row`` when it was read."""
 
@@ -56,7 +56,7 @@ class StatusWriteError(RuntimeError):
     """Statuses that could not be written after retries; the task fails so a clear retries them."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Placed:
     row: int  # where it is written now
     cell: StatusCell

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +15,13 @@ from bench.common import (
     sealer,
     statuses_lost,
 )
+from localservers import celery_services
 from localservers.process import ServerProcess
 from localservers.scenario import Scenario, generate
 from localservers.stack import conn_env_name, seed_sheet
 from phone_sync.config import RegionConfig
 from phone_sync.crypto import new_key
 from phone_sync.phones import canonical
-
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, os.environ.get("PHONE_SYNC_E2E_PG_USER", "postgres")
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 
 def logical_date(scenario: Scenario) -> str:
@@ -200,37 +193,13 @@ def scale(config: RegionConfig, region_file: Path, workdir: Path, rows: int, see
 
 def celery(config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path) -> dict[str, Any]:
     """The same run on the CeleryExecutor with two workers: PostgreSQL and Redis on loopback, a database of its own."""
-    with postgres_database() as database_url:
+    for service in celery_services.SERVICES:
+        if problem := celery_services.not_listening(service):
+            raise RuntimeError(problem)
+    with celery_services.postgres_database("phone_sync_bench") as database_url:
         return scheduler(config, scenario, region_file, workdir, name="whole DAG, CeleryExecutor, 2 workers",
                          executor="CeleryExecutor", database_url=database_url,
-                         broker_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{secrets.randbelow(15) + 1}")
-
-
-def _listening(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(2)
-        return sock.connect_ex((host, port)) == 0
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for the Airflow metadata and Celery results, dropped afterwards."""
-    for service, port in (("PostgreSQL", PG_PORT), ("Redis", REDIS_PORT)):
-        if not _listening(PG_HOST, port):
-            raise RuntimeError(f"{service} is not listening on {PG_HOST}:{port} (start it as .ci/run does)")
-    import psycopg2
-
-    name = f"phone_sync_bench_{secrets.token_hex(4)}"
-    admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+                         broker_url=celery_services.redis_url())
 
 
 def batch_count(config: RegionConfig, scenario: Scenario) -> int:

@@ -13,6 +13,7 @@ import json
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -302,6 +303,14 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
     return Response(json.dumps(body), status, media_type="application/json", headers=headers)
 
 
+async def _admin_update(request: Request, apply: Callable[[dict[str, Any]], Any]) -> Response:
+    """Apply a JSON object of changes to an admin setting; a bad one is a 400, as from a FHIR server."""
+    try:
+        return _json(200, apply(json.loads(await request.body() or b"{}")))
+    except (ValueError, TypeError) as exc:
+        return outcome_response(400, str(exc), "invalid")
+
+
 def _token_answer(auth: Auth, raw: bytes, query: Any, headers: Any) -> Response:
     """``POST <token path>``: client credentials, answered in the policy's style (see ``auth``)."""
     form = dict(parse_qsl(raw.decode(), keep_blank_values=True))
@@ -447,11 +456,7 @@ def _admin_routes(api: FastAPI, state: ServerState) -> None:
     @api.post("/_admin/faults")
     async def set_faults(request: Request) -> Response:
         loopback_only(request)
-        try:
-            changes = json.loads(await request.body() or b"{}")
-            return Response(json.dumps(state.faults.update(changes)), media_type="application/json")
-        except (ValueError, TypeError) as exc:
-            return outcome_response(400, str(exc), "invalid")
+        return await _admin_update(request, state.faults.update)
 
     @api.delete("/_admin/faults")
     async def reset_faults(request: Request) -> dict[str, Any]:
@@ -466,11 +471,7 @@ def _admin_routes(api: FastAPI, state: ServerState) -> None:
     @api.post("/_admin/token-policy")
     async def set_token_policy(request: Request) -> Response:
         loopback_only(request)
-        try:
-            changes = json.loads(await request.body() or b"{}")
-            return _json(200, state.auth.set_policy(changes))
-        except (ValueError, TypeError) as exc:
-            return outcome_response(400, str(exc), "invalid")
+        return await _admin_update(request, state.auth.set_policy)
 
     @api.post("/_admin/revoke-tokens")
     async def revoke(request: Request) -> dict[str, int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,20 +17,15 @@ from typing import Any
 import pytest
 
 from bench import run
+from localservers import celery_services
 from localservers.airflow_env import REPO_ROOT, airflow_env
 
 pytestmark = pytest.mark.slow
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _stages() -> list[str]:
     """All of them; the Celery stage needs PostgreSQL and Redis (CI starts them, a laptop may not have them)."""
-    if all(_listening(port) for port in (5432, 6379)) or os.environ.get("CI"):
+    if not any(map(celery_services.not_listening, celery_services.SERVICES)) or os.environ.get("CI"):
         return list(run.ALL_STAGES)
     return [stage for stage in run.ALL_STAGES if stage != "celery"]
 

@@ -50,6 +50,7 @@ from phone_sync.report import report_values
 if TYPE_CHECKING:
     from phone_sync.fhir.token_store import TokenStore
     from phone_sync.sheets.hook import SheetsHook
+    from phone_sync.sheets.statuses import StatusCell
 
 # The steps before write-back, in order: the first of them that failed is the run's cause.
 UPSTREAM_STEPS = (TaskId.EXTRACT, TaskId.CLEAN, TaskId.WRITE_BACK)
@@ -245,7 +246,7 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
     nothing to write, and the task skips instead of failing on a missing XCom.
     """
     from phone_sync.sheets.preview import write_preview
-    from phone_sync.sheets.statuses import WriteResult
+    from phone_sync.sheets.statuses import WriteResult, write_statuses
 
     ti, run_id = context["ti"], context["run_id"]
     decided_xcom = ti.xcom_pull(task_ids=TaskId.CLEAN, key=XComKey.DECIDED, map_indexes=-1)
@@ -266,13 +267,24 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
             return Failure.from_xcom(value) if value is not None else None
 
         collected = collect_statuses(decided, batches, results, failure_of)
+        del results  # their statuses live on in `collected` alone
+        counts = count(collected.statuses)
         batch_log.row_lines(TaskId.WRITE_BACK, collected.not_processed)
         if preview:
             lines = preview_lines(collected.statuses, batches, run_id)
             requests = write_preview(_sheets_hook(config), config.sheets, lines)
             written = WriteResult(written=len(lines), requests=requests)
         else:
-            written = _write_statuses(config, run_id, collected.statuses, decided.identifier_column)
+            cells = _status_cells(config, run_id, collected.statuses)
+            collected.statuses.clear()  # at 100,000 rows tens of MiB: only the cells are needed from here on
+            written = write_statuses(
+                _sheets_hook(config),
+                config.sheets,
+                cells,
+                run_id=run_id,
+                run_time=datetime.now(UTC),
+                identifier_column=decided.identifier_column,
+            )
 
         batch_log.summary(
             TaskId.WRITE_BACK,
@@ -283,10 +295,10 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
             not_placed_rows=written.not_placed[:50],
             batches_failed=collected.failed_labels,
             sheets_requests=written.requests,
-            **batch_log.counts(collected.statuses),
+            **{outcome.value: number for outcome, number in counts.items()},
         )
         return WriteBack(
-            counts=count(collected.statuses),
+            counts=counts,
             started=decided.started,
             read=decided.read,
             selected=decided.selected,
@@ -300,9 +312,9 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
         ).to_xcom()
 
 
-def _write_statuses(config: RegionConfig, run_id: str, statuses: list[Status], identifier_column: int) -> Any:
-    """Every status beside its row (see ``sheets.statuses``), with a link to its task log when configured."""
-    from phone_sync.sheets.statuses import StatusCell, write_statuses
+def _status_cells(config: RegionConfig, run_id: str, statuses: list[Status]) -> list[StatusCell]:
+    """Each status as its cell (see ``sheets.statuses``), with a link to its task log when configured."""
+    from phone_sync.sheets.statuses import StatusCell
 
     base = links.base_url()
 
@@ -313,14 +325,7 @@ def _write_statuses(config: RegionConfig, run_id: str, statuses: list[Status], i
             link = links.task_link(base, config.dag_id, run_id, task, status.batch)
         return StatusCell(status.row, status.identifier, status.text, link)
 
-    return write_statuses(
-        _sheets_hook(config),
-        config.sheets,
-        [cell(status) for status in statuses],
-        run_id=run_id,
-        run_time=datetime.now(UTC),
-        identifier_column=identifier_column,
-    )
+    return [cell(status) for status in statuses]
 
 
 def _batch_results(ti: Any) -> list[Any]:

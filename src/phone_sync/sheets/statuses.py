@@ -16,6 +16,8 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
+from operator import attrgetter
 
 from gspread.exceptions import APIError
 
@@ -74,18 +76,25 @@ def place(cells: list[StatusCell], current: list[object], first_row: int) -> tup
     an identifier cannot be followed: its status goes only where a row without identifier still is. Two
     statuses never claim the same row.
     """
-    texts = [as_text(v) for v in current]  # type: ignore[arg-type]
-    now: dict[str, list[int]] = {}
-    for index, text in enumerate(texts):
-        now.setdefault(text, []).append(first_row + index)
-    groups: dict[str, list[StatusCell]] = {}
-    for cell in sorted(cells, key=lambda c: c.row):
-        groups.setdefault(cell.identifier, []).append(cell)
+    # At 100,000 rows a list per identifier costs tens of MiB: a row number alone, a list only when repeated.
+    now: dict[str, int | list[int]] = {}
+    for index, value in enumerate(current):
+        text, row = as_text(value), first_row + index  # type: ignore[arg-type]
+        held = now.setdefault(text, row)
+        if isinstance(held, list):
+            held.append(row)
+        elif held != row:
+            now[text] = [held, row]
+    # Statuses grouped by identifier, each group in row order, without a list per identifier kept.
+    ordered = sorted(cells, key=attrgetter("row"))
+    ordered.sort(key=attrgetter("identifier"))
 
     placed: list[_Placed] = []
     lost: list[StatusCell] = []
-    for identifier, group in groups.items():
-        rows = now.get(identifier, [])
+    for identifier, run in groupby(ordered, key=attrgetter("identifier")):
+        group = list(run)
+        held = now.get(identifier, [])
+        rows = held if isinstance(held, list) else [held]
         if not identifier:  # nothing to follow: only where a row without identifier still is
             empty = set(rows)
             targets: list[int | None] = [cell.row if cell.row in empty else None for cell in group]
@@ -96,7 +105,8 @@ def place(cells: list[StatusCell], current: list[object], first_row: int) -> tup
                 lost.append(cell)
             else:
                 placed.append(_Placed(row, cell))
-    placed.sort(key=lambda p: p.row)
+    placed.sort(key=attrgetter("row"))
+    lost.sort(key=attrgetter("row"))
     return placed, lost
 
 
@@ -296,6 +306,7 @@ def write_statuses(
         return result
 
     placed, lost = place(cells, current or [], first)
+    del current  # 100,000 identifiers as re-read: not needed while the requests are built
     result.moved = sum(1 for p in placed if p.row != p.cell.row)
     result.not_placed = sorted(c.row for c in lost)
     for cell in lost:

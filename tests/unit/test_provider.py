@@ -19,6 +19,7 @@ from airflow.models.connection import Connection
 from airflow.providers_manager import ProvidersManager
 
 from phone_sync.fhir.connection import settings_from_connection
+from phone_sync.fhir.errors import FhirConfigError
 from phone_sync.fhir.hook import FhirHook
 from phone_sync.get_provider_info import PACKAGE, get_provider_info
 
@@ -112,3 +113,30 @@ def test_form_oauth2_connection_reads_every_field(verify: bool) -> None:
     assert (settings.scope, settings.client_auth, settings.verify, settings.timeout) == (
         "patient/*.write", "basic", verify, 12.0,
     )
+
+
+def test_fields_left_null_read_as_their_defaults() -> None:
+    """The form, the REST API or a hand-written extra may hold null for any field: null means "not set"."""
+    conn = Connection(conn_id="fhir_nulls", conn_type="fhir", host="https://fhir.example.id/fhir", login="id")
+    conn.password = "secret"
+    nulls = dict.fromkeys(
+        ("scope", "client_auth", "grant_type_in", "verify", "timeout", "refresh_margin_seconds",
+         "token_min_validity_seconds", "token_wait_seconds"),
+    )
+    conn.extra = json.dumps({"auth_type": "oauth2", "token_url": "/oauth2/token", **nulls})
+    settings = settings_from_connection(conn)
+    assert (settings.client_auth, settings.grant_type_in, settings.verify, settings.timeout) == (
+        "body", "body", True, None,
+    )
+    assert (settings.scope, settings.refresh_margin, settings.token_min_validity, settings.token_wait) == (
+        None, 60.0, 1800.0, 300.0,
+    )
+
+
+@pytest.mark.parametrize("field", ["timeout", "refresh_margin_seconds", "token_wait_seconds"])
+def test_a_number_field_that_is_not_a_number_names_the_connection_and_field(field: str) -> None:
+    conn = Connection(conn_id="fhir_typo", conn_type="fhir", host="https://fhir.example.id/fhir", login="id")
+    conn.password = "secret"
+    conn.extra = json.dumps({"auth_type": "oauth2", "token_url": "/oauth2/token", field: "30s"})
+    with pytest.raises(FhirConfigError, match=rf"connection 'fhir_typo': extra {field} must be a number"):
+        settings_from_connection(conn)

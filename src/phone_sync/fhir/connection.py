@@ -99,8 +99,11 @@ def _as_bool_or_path(value: Any) -> bool | str:
 
 
 def _seconds(extra: dict[str, Any], key: str, default: float, conn_id: str) -> float:
+    """A number of seconds >= 0 from the extras; unset (missing, null or empty) is ``default``."""
+    if key not in extra:
+        return default
     try:
-        value = float(extra.get(key, default))
+        value = float(extra[key])
     except (TypeError, ValueError):
         value = -1.0
     if not value >= 0:  # also refuses NaN
@@ -108,20 +111,28 @@ def _seconds(extra: dict[str, Any], key: str, default: float, conn_id: str) -> f
     return value
 
 
+def _choice(extra: dict[str, Any], key: str, choices: tuple[str, ...], conn_id: str, default: str = "") -> str:
+    """One of ``choices``; an unset field is ``default``, else the first choice."""
+    value = str(extra.get(key, default or choices[0])).lower()
+    if value not in choices:
+        raise FhirConfigError(f"connection '{conn_id}': extra {key} must be " + " or ".join(map(repr, choices)))
+    return value
+
+
 def settings_from_connection(conn: Any) -> FhirSettings:
     """Read an Airflow ``Connection`` (conn_id, host, schema, port, login, password, extra)."""
     conn_id = conn.conn_id or "?"
-    extra: dict[str, Any] = dict(conn.extra_dejson or {})
+    # A field the form, the REST API or a hand-written extra left null or empty is a field not set.
+    extra: dict[str, Any] = {k: v for k, v in (conn.extra_dejson or {}).items() if v is not None and v != ""}
     url = base_url(conn.host, conn.schema, conn.port, conn_id)
-    auth_type = str(extra.get("auth_type") or ("bearer" if conn.password else "none")).lower()
-    if auth_type not in ("bearer", "oauth2", "none"):
-        raise FhirConfigError(f"connection '{conn_id}': extra auth_type must be 'bearer', 'oauth2' or 'none'")
+    unset_auth = "bearer" if conn.password else "none"
+    auth_type = _choice(extra, "auth_type", ("bearer", "oauth2", "none"), conn_id, unset_auth)
     common: dict[str, Any] = {
         "conn_id": conn_id,
         "base_url": url,
         "verify": _as_bool_or_path(extra.get("verify", True)),
-        "timeout": float(extra["timeout"]) if extra.get("timeout") else None,
-        "refresh_margin": float(extra.get("refresh_margin_seconds", 60)),
+        "timeout": _seconds(extra, "timeout", 0, conn_id) or None,  # 0 or unset: the hook's default
+        "refresh_margin": _seconds(extra, "refresh_margin_seconds", 60.0, conn_id),
     }
     if auth_type == "bearer":
         if not conn.password:
@@ -136,20 +147,14 @@ def settings_from_connection(conn: Any) -> FhirSettings:
         raise FhirConfigError(f"connection '{conn_id}': oauth2 needs the client id (login) and secret (password)")
     token_url = urljoin(url + "/", str(token_url))
     require_secure(token_url, conn_id, "token_url")
-    client_auth = str(extra.get("client_auth", "body")).lower()
-    if client_auth not in ("body", "basic"):
-        raise FhirConfigError(f"connection '{conn_id}': extra client_auth must be 'body' or 'basic'")
-    grant_type_in = str(extra.get("grant_type_in", "body")).lower()
-    if grant_type_in not in ("body", "query"):
-        raise FhirConfigError(f"connection '{conn_id}': extra grant_type_in must be 'body' or 'query'")
     return FhirSettings(
         auth_type="oauth2",
         client_id=conn.login,
         client_secret=conn.password,
         token_url=token_url,
-        scope=extra.get("scope") or None,
-        client_auth=client_auth,  # type: ignore[arg-type]
-        grant_type_in=grant_type_in,  # type: ignore[arg-type]
+        scope=extra.get("scope"),
+        client_auth=_choice(extra, "client_auth", ("body", "basic"), conn_id),  # type: ignore[arg-type]
+        grant_type_in=_choice(extra, "grant_type_in", ("body", "query"), conn_id),  # type: ignore[arg-type]
         token_min_validity=_seconds(extra, "token_min_validity_seconds", 1800.0, conn_id),
         token_wait=_seconds(extra, "token_wait_seconds", 300.0, conn_id),
         **common,

@@ -42,7 +42,7 @@ demo: $(STAMP) ## Run the demo region's DAG on local servers (SQLite Airflow hom
 standalone: $(STAMP) ## The demo region in the Airflow UI on http://localhost:8080 (airflow standalone)
 	$(PY) -m localservers.standalone
 
-bench: $(STAMP) ## Benchmark vs the article's per-row loop, side by side (~8 min); not part of `make test`
+bench: $(STAMP) ## Benchmark vs the article's per-row loop, side by side (~25 min); not part of `make test`
 	$(PY) -m bench.run --publish
 
 bench-quick: $(STAMP) ## The benchmark on 1,000 rows (~4 min); rewrites nothing that is committed

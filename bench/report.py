@@ -249,6 +249,7 @@ def chart(path: Path, results: dict[str, Any], subtitle: str) -> bool:
     bars: list[tuple[str, float, str]] = []
     labels = {"baseline": "article per-row loop", "inprocess": "batch logic, in-process", "dagtest": "DAG, dag.test()",
               "scheduler": "DAG, scheduler (Local)", "celery": "DAG, Celery, 2 workers"}
+    floors = {"scheduler": "empty DAG floor (Local)", "celery": "empty DAG floor (Celery)"}
     colours = {"baseline": "#c44040", "floor": "#999999"}
     for key, label in labels.items():
         result = results.get(key)
@@ -258,7 +259,7 @@ def chart(path: Path, results: dict[str, Any], subtitle: str) -> bool:
         if result.get("floor"):
             scaled = result["floor"]["seconds"] * 10_000 / result["rows"] if result["rows"] >= 10_000 else None
             if scaled is not None:
-                bars.append((f"empty DAG floor ({label.split('(')[-1].rstrip(')')})", scaled, colours["floor"]))
+                bars.append((floors[key], scaled, colours["floor"]))
     if not bars:
         return False
     scaled_from = sorted({results[k]["rows"] for k in labels if results.get(k) and results[k]["rows"] != 10_000})

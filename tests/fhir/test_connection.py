@@ -189,3 +189,28 @@ def test_base_path_in_the_host_field(fhir_factory: Callable[..., LocalFhir], mon
     assert {e["path"] for e in server.requests_log()} == {"/fhir/Patient", "/fhir/Patient/_search", "/fhir"}
     stored = requests.get(f"{server.url}/fhir/Patient/{created['id']}", headers=AUTH, timeout=5).json()
     assert stored["meta"]["versionId"] == "2"
+
+
+def test_the_test_button_answers_after_one_attempt(fhir: LocalFhir, bearer_conn: str) -> None:
+    """Airflow builds the hook with its defaults: the button must not sit through a task's retries."""
+    fhir.faults(outage_for_seconds=60)  # metadata is spared; the authenticated probe gets 503s
+    ok, message = FhirHook(bearer_conn).test_connection()
+    assert not ok
+    assert "answers metadata, but" in message
+    assert "503" in message
+    assert [(e["path"], e["status"]) for e in fhir.requests_log()] == [("/metadata", 200), ("/Patient", 503)]
+
+
+def test_the_test_button_does_not_wait_out_a_token_rate_limit(
+    fhir_factory: Callable[..., LocalFhir], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = fhir_factory("--token-grant-limit", "1", "--token-grant-window", "3")  # a task would wait 3 s
+    extra = {"auth_type": "oauth2", "token_url": "/oauth2/token", "token_wait_seconds": 5}
+    conn = set_connection(monkeypatch, "fhir_oauth_busy", host=server.url, login=CLIENT_ID, password=CLIENT_SECRET,
+                          extra=extra)
+    assert FhirHook(conn).test_connection()[0]  # the one grant the window allows
+    ok, message = FhirHook(conn).test_connection()
+    assert not ok
+    assert "rate limit" in message
+    assert "try again" in message
+    assert server.stats()["token_refusals"] == {"rate_limited": 1}, "asked once, then answered"

@@ -361,9 +361,13 @@ class OAuth2ClientCredentials:
             attempt += 1
             delay = self._backoff.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
             if waited + delay > s.token_wait:
-                raise FhirUnavailable(
-                    f"connection '{s.conn_id}': the token endpoint still refuses new tokens for its rate limit "
+                waiting = (
                     f"after {waited:.0f} s of waiting (extra token_wait_seconds is {s.token_wait:g})"
+                    if s.token_wait
+                    else f"try again in {delay:.0f} s"
+                )
+                raise FhirUnavailable(
+                    f"connection '{s.conn_id}': the token endpoint refuses new tokens for its rate limit; {waiting}"
                 )
             if renew is not None:
                 renew(delay)

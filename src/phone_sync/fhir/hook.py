@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -232,8 +233,13 @@ class FhirHook(BaseHook):
 
         ``GET metadata`` (for OAuth2, after obtaining a token) is public on most servers, so it proves the
         URL, not the credentials: a search that returns no resources (``GET Patient?_count=0``) checks them.
-        The message names the step that failed and never holds a token.
+        The message names the step that failed and never holds a token. Airflow builds the hook with a
+        task's defaults; the button answers after one attempt of each request instead, and does not wait
+        out a token endpoint's rate limit.
         """
+        self.retry = HttpRetry(Backoff(attempts=1), None, sleep=self.retry.sleep, service="FHIR")
+        self._settings = replace(self.settings, token_wait=0.0)
+        self._auth = None
         try:
             response = self.request("GET", "metadata", kind="metadata")
             if response.status_code != 200:

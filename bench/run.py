@@ -169,8 +169,9 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
     for key in ("baseline", *report.PROJECT):
         if key in results:
             summary[key] = {k: v for k, v in results[key].items() if k not in ("results",)}
-            for task in summary[key].get("tasks", {}).values():
-                task.pop("modules", None)
+            for run in (summary[key], summary[key].get("floor") or {}):  # the floor's processes too
+                for task in run.get("tasks", {}).values():
+                    task.pop("modules", None)
     if "imports" in results:
         summary["imports"] = {k: v for k, v in results["imports"].items() if k != "modules"}
     return summary

@@ -82,3 +82,15 @@ def test_the_ported_cleaner_keeps_the_articles_behaviour():
     assert clean_phone_number("0812345678, 0813999999") == "0812345678"
     assert clean_phone_number("6.28123E+12") == "6281230000000"  # invented zeros: the article's bug, kept
     assert clean_phone_number("0812") is None
+
+
+def test_the_committed_summary_has_no_module_lists() -> None:
+    """Each task process's imported modules (hundreds of names) stay in bench/results, not in last_run.json."""
+    from bench.run import _summary
+
+    tasks = {"process_batch": {"count": 2, "modules": ["airflow", "phone_sync"]}}
+    floor_tasks = {"process_batch": {"count": 2, "modules": ["airflow"]}}
+    results = {"rows": 10, "scheduler": {"name": "s", "tasks": tasks, "floor": {"name": "f", "tasks": floor_tasks}}}
+    summary = _summary(results)
+    assert summary["scheduler"]["tasks"]["process_batch"] == {"count": 2}
+    assert summary["scheduler"]["floor"]["tasks"]["process_batch"] == {"count": 2}

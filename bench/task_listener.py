@@ -12,7 +12,7 @@ is untouched. When a task ends it appends one JSON line to ``$BENCH_TASK_FILE``:
                own ``import`` then finds them loaded: the same cost, moved and named)
 ``xcom_read``  round trips to the supervisor for XCom values (``GetXCom*``), in prepare and in the task
 ``xcom_write`` ``SetXCom`` round trips inside the task (side XComs); the return value's push is ``push``
-``unseal``     ``Sealer.open``; ``seal``: ``Sealer.seal`` (decompress + decrypt, compress + encrypt)
+``unseal``     ``Sealer.open_json``; ``seal``: ``Sealer.seal_json`` (decrypt + decompress, compress + encrypt)
 ``http_*``     requests on the wire (``requests.Session.send``): ``fhir``, ``token``, ``sheets``
 ``pacing``     ``RateLimiter.acquire`` waits (the region's request rate, shared by parallel batches)
 ``work``       the task callable minus all of the above: the work itself
@@ -131,8 +131,9 @@ def _install_work_timers() -> None:
     from phone_sync.crypto import Sealer
     from phone_sync.http.pacing import RateLimiter
 
-    Sealer.seal = _timed("seal", Sealer.seal)
-    Sealer.open = _timed("unseal", Sealer.open)
+    # The primitives: contracts call them directly, and seal/open go through them.
+    Sealer.seal_json = _timed("seal", Sealer.seal_json)
+    Sealer.open_json = _timed("unseal", Sealer.open_json)
     requests.Session.send = _timed(_http_key, requests.Session.send)
     RateLimiter.acquire = _timed("pacing", RateLimiter.acquire)
 

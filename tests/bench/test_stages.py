@@ -72,6 +72,9 @@ def test_airflow_runs_print_their_profile_bounds_and_metadata(bench_run: dict[st
         assert batch["imports"]["phone_sync.fhir.client"] > 0
         assert batch["profile"]["http_fhir"] > 0
         assert batch["profile"]["unseal"] > 0
+        # Tasks that touch no token: their sealing is the contracts' own (Sealer.seal_json / open_json).
+        assert result["tasks"]["extract_rows"]["profile"]["seal"] > 0, f"{key}: extract's sealing not timed"
+        assert result["tasks"]["write_back_statuses"]["profile"]["unseal"] > 0, f"{key}: write-back's unsealing"
         assert result["xcom"]["sealed_bytes"] > 0
         assert result["xcom"]["plain_bytes"] > 0
         assert result["db_growth_mib"]["xcom"] > 0

@@ -32,7 +32,6 @@ PLUGIN_FILE = (
     "from airflow.plugins_manager import AirflowPlugin\n\nfrom bench import task_listener\n\n\n"
     "class BenchTaskPlugin(AirflowPlugin):\n    name = 'bench_task_profile'\n    listeners = [task_listener]\n"
 )
-PAGE = 100  # the REST API's default [api] maximum_page_limit
 
 
 class RssSampler(threading.Thread):
@@ -68,17 +67,6 @@ class RssSampler(threading.Thread):
         self.join(5)
 
 
-def task_instances(cluster: AirflowCluster, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-    """Every task instance of a run, page by page (a 100,000-row run has about 1,000)."""
-    found: list[dict[str, Any]] = []
-    while True:
-        page = cluster.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
-                           params={"limit": PAGE, "offset": len(found), "order_by": "map_index"})["task_instances"]
-        found.extend(page)
-        if len(page) < PAGE:
-            return found
-
-
 def _timed_run(cluster: AirflowCluster, dag_id: str, db_url: str, timeout: float) -> dict[str, Any]:
     """Trigger a run and poll it four times a second: wall time from the trigger to the observed end."""
     before = metadb.table_bytes(db_url)
@@ -93,7 +81,7 @@ def _timed_run(cluster: AirflowCluster, dag_id: str, db_url: str, timeout: float
             raise TimeoutError(f"{dag_id} run {run_id} still {run['state']} after {timeout}s")
         time.sleep(0.25)
     return {"run_id": run_id, "state": run["state"], "seconds": seconds, "run": run,
-            "task_instances": task_instances(cluster, dag_id, run_id),
+            "task_instances": cluster.task_instances(dag_id, run_id),
             "db_growth_mib": metadb.growth(before, metadb.table_bytes(db_url))}
 
 

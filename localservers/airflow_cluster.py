@@ -37,6 +37,7 @@ from localservers.airflow_env import REPO_ROOT, airflow_env
 from localservers.process import free_port
 
 FINISHED = frozenset({"success", "failed"})
+API_PAGE = 100  # the REST API's default [api] maximum_page_limit: a larger limit is cut to it
 WORKER_NAME_ENV = "PHONE_SYNC_WORKER_NAME"
 
 
@@ -332,8 +333,16 @@ class AirflowCluster:
         return self.wait_until(f"run {run_id} of {dag_id} to finish", finished, timeout, interval=2)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of a run, page by page: the API answers at most ``[api] maximum_page_limit``
+        (100 by default) per request, and a 100,000-row run has about 1,000."""
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
-        return self.api("GET", path, params={"limit": 1000})["task_instances"]
+        found: list[dict[str, Any]] = []
+        while True:
+            params = {"limit": API_PAGE, "offset": len(found), "order_by": "map_index"}
+            page = self.api("GET", path, params=params)["task_instances"]
+            found.extend(page)
+            if len(page) < API_PAGE:
+                return found
 
     def clear_map_indexes(self, dag_id: str, run_id: str, task_id: str, map_indexes: Iterable[int]) -> list[Any]:
         """Clear only these map indexes of ``task_id`` and what depends on them, as an operator would."""

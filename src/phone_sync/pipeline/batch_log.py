@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from phone_sync.masking import mask
-from phone_sync.outcomes import Status, count
+from phone_sync.outcomes import Outcome, Status
 
 log = structlog.get_logger("phone_sync")
 
@@ -33,9 +33,9 @@ def row_lines(step: str, statuses: Iterable[Status], **fields: Any) -> None:
         )
 
 
-def counts(statuses: Iterable[Status]) -> dict[str, int]:
-    """Rows per outcome code, for summary lines."""
-    return {outcome.value: number for outcome, number in count(statuses).items()}
+def counts(per_outcome: dict[Outcome, int]) -> dict[str, int]:
+    """Rows per outcome code (of :func:`phone_sync.outcomes.count`), for summary lines."""
+    return {outcome.value: number for outcome, number in per_outcome.items()}
 
 
 def summary(step: str, **fields: Any) -> None:

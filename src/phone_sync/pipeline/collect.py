@@ -31,7 +31,7 @@ def collect_statuses(
     """Decided statuses, every batch result's statuses, and a ``batch not processed`` status for every row of
     a batch in ``batches`` without a result (``batches`` may hold only those: a live run opens no more);
     ``failure_of(index)`` is what that batch's task recorded when it failed."""
-    done = {result.index: result for result in results}
+    done = {result.index for result in results}
     statuses = list(decided.statuses)
     for result in results:
         statuses += result.statuses

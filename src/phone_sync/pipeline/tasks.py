@@ -212,7 +212,7 @@ def process_batch(config: RegionConfig, batch_xcom: Any, context: Any) -> dict[s
             batch_log.summary("batch failed", **where, error=safe_reason(exc), **client.stats)
             raise
         batch_log.row_lines("batch", statuses)
-        batch_log.summary("batch done", **where, **batch_log.counts(statuses), **client.stats)
+        batch_log.summary("batch done", **where, **batch_log.counts(count(statuses)), **client.stats)
         return BatchResult(index=batch.index, statuses=statuses, stats=client.stats).to_xcom(sealer)
 
 
@@ -295,7 +295,7 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
             not_placed_rows=written.not_placed[:50],
             batches_failed=collected.failed_labels,
             sheets_requests=written.requests,
-            **{outcome.value: number for outcome, number in counts.items()},
+            **batch_log.counts(counts),
         )
         return WriteBack(
             counts=counts,

@@ -15,12 +15,12 @@ from phone_sync.fhir.connection import base_url, is_loopback
 from phone_sync.fhir.errors import FhirConfigError
 from phone_sync.fhir.hook import FhirHook
 from tests.fhir.helpers import (
-    CLIENT_ID,
     CLIENT_SECRET,
     TOKEN,
     LocalFhir,
     fhir_config,
     new_nik,
+    oauth_conn,
     set_connection,
     update,
 )
@@ -165,8 +165,7 @@ def test_test_connection_checks_the_credentials_not_only_metadata(
 def test_test_connection_obtains_an_oauth2_token(
     fhir: LocalFhir, monkeypatch: pytest.MonkeyPatch, secret: str, expect_ok: bool
 ) -> None:
-    extra = {"auth_type": "oauth2", "token_url": "/oauth2/token"}
-    conn = set_connection(monkeypatch, "fhir_oauth_test", host=fhir.url, login=CLIENT_ID, password=secret, extra=extra)
+    conn = oauth_conn(monkeypatch, fhir, "fhir_oauth_test", secret)
     ok, message = FhirHook(conn).test_connection()
     assert ok is expect_ok, message
     assert secret not in message
@@ -205,9 +204,7 @@ def test_the_test_button_does_not_wait_out_a_token_rate_limit(
     fhir_factory: Callable[..., LocalFhir], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = fhir_factory("--token-grant-limit", "1", "--token-grant-window", "3")  # a task would wait 3 s
-    extra = {"auth_type": "oauth2", "token_url": "/oauth2/token", "token_wait_seconds": 5}
-    conn = set_connection(monkeypatch, "fhir_oauth_busy", host=server.url, login=CLIENT_ID, password=CLIENT_SECRET,
-                          extra=extra)
+    conn = oauth_conn(monkeypatch, server, "fhir_oauth_busy", token_wait_seconds=5)
     assert FhirHook(conn).test_connection()[0]  # the one grant the window allows
     ok, message = FhirHook(conn).test_connection()
     assert not ok

@@ -12,16 +12,15 @@ from phone_sync.fhir.hook import FhirHook
 from phone_sync.fhir.scrub import scrub
 from phone_sync.masking import mask
 from tests.fhir.helpers import (
-    CLIENT_ID,
     CLIENT_SECRET,
     FAST_BACKOFF,
     PHONE_RULES,
     LocalFhir,
     fhir_config,
     new_nik,
+    oauth_conn,
     update,
 )
-from tests.fhir.helpers import set_connection as connect
 
 OLD = "+6281255553333"
 
@@ -29,14 +28,7 @@ OLD = "+6281255553333"
 def test_nothing_sensitive_in_logs(
     fhir: LocalFhir, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    conn = connect(
-        monkeypatch,
-        "fhir_masked",
-        host=fhir.url,
-        login=CLIENT_ID,
-        password=CLIENT_SECRET,
-        extra={"auth_type": "oauth2", "token_url": "/oauth2/token"},
-    )
+    conn = oauth_conn(monkeypatch, fhir, "fhir_masked")
     good, rejected, missing = new_nik(), new_nik(), new_nik()
     fhir.create(good, phone=OLD, email="rahasia@example.id")
     fhir.create(rejected, phone=OLD)

@@ -17,7 +17,7 @@ from phone_sync.fhir.auth import parse_grant
 from phone_sync.fhir.errors import FhirAuthError, FhirUnavailable
 from phone_sync.fhir.hook import FhirHook
 from phone_sync.http.pacing import Backoff
-from tests.fhir.helpers import CLIENT_ID, CLIENT_SECRET, FAST_BACKOFF, LocalFhir, oauth_conn, set_connection
+from tests.fhir.helpers import CLIENT_ID, CLIENT_SECRET, FAST_BACKOFF, LocalFhir, oauth_conn
 
 TOKEN_PATH = "/oauth2/v1/accesstoken"
 SATUSEHAT = ("--token-style", "satusehat", "--token-path", TOKEN_PATH, "--token-expires-in", "3599")
@@ -108,14 +108,7 @@ def test_retry_after_is_honoured_beyond_the_backoff_cap(
 ) -> None:
     """A standard 429 with Retry-After 3: one wait of 3 s, not a few short tries that the endpoint refuses."""
     server = fhir_factory("--token-grant-limit", "1", "--token-grant-window", "3")
-    conn = set_connection(
-        monkeypatch,
-        "fhir_oauth_limited",
-        host=server.url,
-        login=CLIENT_ID,
-        password=CLIENT_SECRET,
-        extra={"auth_type": "oauth2", "token_url": "/oauth2/token"},
-    )
+    conn = oauth_conn(monkeypatch, server, "fhir_oauth_limited")
     FhirHook(conn, backoff=FAST_BACKOFF).request("GET", "metadata", kind="metadata")
     second = FhirHook(conn, backoff=FAST_BACKOFF, token_backoff=QUICK_WAITS)
     second.request("GET", "metadata", kind="metadata")

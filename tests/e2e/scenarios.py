@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -43,7 +44,7 @@ from tests.e2e.harness import (
     report_for,
     screenshot,
 )
-from tests.phi import phi_of, scan
+from tests.phi import files, phi_of, scan
 
 RUN_TIMEOUT = 240.0
 _BLANK = Expected("blank", None)
@@ -575,9 +576,12 @@ def preview_through_the_api(world: World, name: str) -> dict[str, Any]:
 # --- 10. what the runs left behind in Airflow holds no patient data ---------------------------------------
 
 
-def assert_no_phi_at_rest(world: World, leftovers: list[tuple[str, bytes]]) -> None:
-    """Every identifier and phone of every region's scenario, in any form, is absent from ``leftovers``;
-    the one batch XCom fetched through the REST API opens only with the key (the operator's CLI)."""
+def assert_no_phi_at_rest(world: World, database: Iterable[tuple[str, bytes]]) -> None:
+    """Every identifier and phone of every region's scenario, in any form, is absent from the metadata
+    ``database`` (its file or a dump) and every log the deployment wrote; the one batch XCom fetched through
+    the REST API opens only with the key (the operator's CLI)."""
+    home = world.cluster.home
+    leftovers = [*database, *files(home / "logs", home / "process-logs")]
     needles = set().union(*(phi_of(scenario) for scenario in world.scenarios.values()))
     assert sum(len(blob) for _, blob in leftovers) > 1_000_000, "the scan reads the real database and logs"
     hits = scan(leftovers, needles)

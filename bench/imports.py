@@ -53,7 +53,6 @@ UNNEEDED: list[tuple[str, tuple[str, ...]]] = [
     ("phone_sync.links", ("phone_sync.links",)),
     ("other tasks' pipeline modules (batching, selection, collect)",
      ("phone_sync.pipeline.batching", "phone_sync.pipeline.selection", "phone_sync.pipeline.collect")),
-    ("phone_sync.pools", ("phone_sync.pools",)),
     ("croniter", ("croniter",)),
 ]
 

@@ -1,7 +1,11 @@
 """What each task of a region's DAG hands the next, as typed, versioned XCom contracts.
 
-    extract_rows -> Extracted -> clean_phones -> [Batch] + Decided -> process_batch -> BatchResult
+    extract_rows -> Extracted (+ RunFacts, read by every later task) -> clean_phones
+        -> [BatchRef] to map over (+ one Batch per batch, + Decided) -> process_batch -> BatchResult
         -> write_back_statuses -> WriteBack -> run_report
+
+A mapped batch is handed only its small :class:`BatchRef`; it pulls its own :class:`Batch` by key
+(:func:`batch_key`), so each batch process reads its own rows, not every batch of the run.
 
 Each contract is a frozen pydantic model with ``to_xcom()`` and ``from_xcom()``. The XCom value names
 its contract and version, so a task reading what an older (or newer) release pushed fails with one
@@ -27,7 +31,7 @@ from phone_sync.crypto import Sealer
 from phone_sync.errors import SetupError
 from phone_sync.outcomes import Outcome, Status
 
-VERSION = 1
+VERSION = 2
 
 # A cell as the Sheets API returns it unformatted.
 CellValue = str | int | float | bool | None
@@ -46,9 +50,15 @@ class TaskId(StrEnum):
 class XComKey(StrEnum):
     """Side XComs next to a task's return value."""
 
-    DECIDED = "decided"  # clean_phones: the statuses decided while cleaning (its return value is the batches)
+    FACTS = "run_facts"  # extract_rows: what the run read and where (RunFacts), for every later task
+    DECIDED = "decided"  # clean_phones: the statuses decided while cleaning (its return value is the batch refs)
     FAILURE = "failure"  # process_batch: why a batch failed, pushed before it raises
     REPORT = "report"  # run_report: the report values, pushed before it fails the run
+
+
+def batch_key(index: int) -> str:
+    """The XCom key (on clean_phones) of batch ``index``'s rows."""
+    return f"batch_{index:04d}"
 
 
 class ContractError(SetupError):
@@ -129,17 +139,24 @@ class RowRef:
     identifier: str = field(repr=False)
 
 
+class RunFacts(Contract):
+    """extract_rows -> every later task: what the run read, and where, pushed once."""
+
+    name = "run_facts"
+    started: datetime
+    read: int  # non-blank rows read
+    selected: int  # rows this run takes on (sent to cleaning, or failed for a missing feed date)
+    identifier_column: int  # 1-based, where the identifiers were when read
+    sheets_requests: int  # spent by extract_rows
+
+
 class Extracted(Contract):
-    """extract_rows -> clean_phones: the selected rows and what the run has spent so far."""
+    """extract_rows -> clean_phones: the selected rows."""
 
     name = "extracted"
     sealed_fields = frozenset({"rows", "missing_feed_date"})
-    started: datetime
-    read: int  # non-blank rows read
-    identifier_column: int  # 1-based, where the identifiers were when read
     rows: list[ExtractedRow]
     missing_feed_date: list[RowRef]  # rows that should run but have no readable feed date
-    sheets_requests: int
 
 
 @_row
@@ -153,8 +170,16 @@ class BatchRow:
     note: str | None = None  # a cleaning note shown in the status (``used number 1 of 2 in the cell``)
 
 
+class BatchRef(Contract):
+    """clean_phones -> process_batch: what a mapped batch is handed (its rows wait under :func:`batch_key`)."""
+
+    name = "batch_ref"
+    index: int
+    label: str  # "rows 2-101": the grid's name of the mapped task
+
+
 class Batch(Contract):
-    """clean_phones -> process_batch (one mapped task each); ``label`` names it in the grid."""
+    """clean_phones -> process_batch (pulled by key); ``label`` names it in the grid."""
 
     name = "batch"
     sealed_fields = frozenset({"rows"})
@@ -164,16 +189,12 @@ class Batch(Contract):
 
 
 class Decided(Contract):
-    """clean_phones -> write_back_statuses: statuses decided without FHIR, and the run's totals so far."""
+    """clean_phones -> write_back_statuses: the statuses decided without FHIR, and how many batches were cut."""
 
     name = "decided"
     sealed_fields = frozenset({"statuses"})
     statuses: list[Status]
-    started: datetime
-    read: int
-    identifier_column: int
-    selected: int
-    sheets_requests: int
+    batches: int
 
 
 class BatchResult(Contract):
@@ -195,16 +216,13 @@ class WriteBack(Contract):
 
     name = "write_back"
     counts: dict[Outcome, int]
-    started: datetime
-    read: int
-    selected: int
     batches: int
     batches_failed: list[str]  # labels of the batches whose rows were not processed
     problem: str | None = None  # a set-up failure among the batches (refused credentials, ...), for the report
     written: int
     not_placed: int
     fhir_requests: int
-    sheets_requests: int
+    sheets_requests: int  # spent by write-back
 
 
 class Failure(Contract):
@@ -221,4 +239,6 @@ class Failure(Contract):
 
 
 # Every contract by its wire name (for tools that open a value without knowing its task).
-CONTRACTS: dict[str, type[Contract]] = {c.name: c for c in (Extracted, Batch, Decided, BatchResult, WriteBack, Failure)}
+CONTRACTS: dict[str, type[Contract]] = {
+    c.name: c for c in (RunFacts, Extracted, BatchRef, Batch, Decided, BatchResult, WriteBack, Failure)
+}

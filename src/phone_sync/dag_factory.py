@@ -122,7 +122,7 @@ def build_region_dag(config: RegionConfig) -> DAG:
 
         @task(task_id=TaskId.CLEAN, show_return_value_in_logs=False)
         def clean_phones(extracted: dict[str, Any]) -> list[dict[str, Any]]:
-            """Returns the (sealed) batches to map over; pushes the statuses decided here as XCom key 'decided'."""
+            """Returns the batch refs to map over; pushes each batch's (sealed) rows and the statuses decided here."""
             from phone_sync.pipeline import tasks
 
             return tasks.clean_phones(config, extracted, get_current_context())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from phone_sync.contracts import WriteBack
+from phone_sync.contracts import RunFacts, WriteBack
 
 REPORT_COLUMNS: tuple[str, ...] = (
     "run id",
@@ -42,6 +42,7 @@ COUNT_COLUMNS = (*REPORT_COLUMNS[REPORT_COLUMNS.index("rows read") : REPORT_COLU
 
 def report_values(
     result: WriteBack | None,
+    facts: RunFacts | None,
     *,
     run_id: str,
     logical_date: datetime,
@@ -54,9 +55,10 @@ def report_values(
 ) -> dict[str, object]:
     """The report row of one run, by column; ``logical_date`` already in the region's timezone.
 
-    Without a write-back result (a step before it failed) the counts stay empty and ``problem`` says why.
+    Without a write-back result (a step before it failed) the counts stay empty and ``problem`` says why;
+    without the run's facts (extract_rows failed) so do the rows read.
     """
-    begun = result.started if result else started
+    begun = facts.started if facts else started
     values: dict[str, object] = {
         "run id": run_id,
         "logical date": logical_date.isoformat(),
@@ -67,13 +69,14 @@ def report_values(
         "mode": mode,
         "controls": controls,
     }
+    if facts is not None:
+        values["rows read"] = facts.read
     if result is not None:
         values |= {
-            "rows read": result.read,
             **{outcome.report_column: count for outcome, count in result.counts.items()},
             "batches failed": len(result.batches_failed),
             "statuses not placed": result.not_placed,
             "FHIR requests": result.fhir_requests,
-            "Sheets requests": result.sheets_requests,
+            "Sheets requests": (facts.sheets_requests if facts else 0) + result.sheets_requests,
         }
     return {column: values.get(column) for column in REPORT_COLUMNS}

@@ -8,12 +8,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from localservers.scenario import generate
 from localservers.stack import conn_env_name
-from phone_sync.contracts import Batch, BatchRow, ContractError
+from phone_sync.contracts import Batch, BatchRow, ContractError, batch_key
 from phone_sync.crypto import PhiKeyError, Sealer, new_key
 from tests.phi import files, national_number, phi_of, scan
 from tests.regions import MakeRegion, report_rows, run_dag, statuses, ti_states
@@ -83,13 +84,17 @@ def test_xcom_holds_ciphertext_and_readable_labels(make_region: MakeRegion, tmp_
     with create_session() as session:
         rows = session.query(XComModel).filter(XComModel.run_id == dag_run.run_id).all()
         values = {(x.task_id, x.key, x.map_index): x.value for x in rows}
-    [batches] = [v for (task, key, _), v in values.items() if task == "clean_phones" and key == "return_value"]
-    batches = json.loads(batches) if isinstance(batches, str) else batches
-    assert len(batches) == 2
-    assert all(re.fullmatch(r"rows \d+-\d+", b["label"]) for b in batches), "labels stay readable for the grid"
+    def value(task: str, key: str, map_index: int = -1) -> Any:
+        found = values[(task, key, map_index)]
+        return json.loads(found) if isinstance(found, str) else found
+
+    refs = value("clean_phones", "return_value")
+    assert len(refs) == 2
+    assert all(set(ref) == {"contract", "v", "index", "label"} for ref in refs), "the mapped input holds no rows"
+    assert all(re.fullmatch(r"rows \d+-\d+", ref["label"]) for ref in refs), "labels stay readable for the grid"
+    batches = [value("clean_phones", batch_key(ref["index"])) for ref in refs]
     assert all(set(b) == {"contract", "v", "index", "label", "sealed"} for b in batches)
-    report = values[("run_report", "return_value", -1)]
-    report = json.loads(report) if isinstance(report, str) else report
+    report = value("run_report", "return_value")
     assert report["rows read"] == len([r for r in scenario.rows if r[0]])
 
     # An operator with the key opens one batch with the CLI; without it, nothing opens.

@@ -1,7 +1,8 @@
-"""Gathering a run's statuses for write-back. Pure: contracts in, statuses out.
+"""Gathering a run's statuses for write-back: contracts in, statuses out.
 
 A batch without a result failed (or was skipped): its rows get a status that says so and will be
-retried, with the failure reason the batch task recorded when it has one.
+retried, with the failure reason the batch task recorded when it has one. :func:`collect_statuses` is
+pure; :func:`gather` reads what it needs from the run's XCom, opening only the batches it must.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from phone_sync.contracts import Batch, BatchResult, Decided, Failure
 from phone_sync.outcomes import Outcome, Reason, Status
+from phone_sync.pipeline.run_xcom import RunXCom
 
 
 @dataclass(frozen=True)
@@ -64,3 +66,19 @@ def collect_statuses(
         fhir_requests=sum(result.fhir_requests for result in results),
         problem=problem,
     )
+
+
+@dataclass(frozen=True)
+class Gathered:
+    collected: Collected
+    batches: list[Batch]  # the batches opened: those without a result, or every batch for a preview
+
+
+def gather(xcom: RunXCom, decided: Decided, *, every_batch: bool = False) -> Gathered:
+    """Every status of the run from its XCom: one pull of the batch results, and the rows of only the
+    batches without one (of every batch with ``every_batch``, which a preview needs for its phones)."""
+    results = xcom.results()
+    done = {result.index for result in results}
+    wanted = [index for index in range(decided.batches) if every_batch or index not in done]
+    batches = [batch for batch in map(xcom.batch, wanted) if batch is not None]
+    return Gathered(collect_statuses(decided, batches, results, xcom.batch_failure), batches)

@@ -23,16 +23,18 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from phone_sync import links
 from phone_sync.config import RegionConfig
 from phone_sync.contracts import (
-    Batch,
+    BatchRef,
     BatchResult,
     Decided,
     Extracted,
     ExtractedRow,
     Failure,
     RowRef,
+    RunFacts,
     TaskId,
     WriteBack,
     XComKey,
+    batch_key,
 )
 from phone_sync.controls import Controls, ControlsError
 from phone_sync.crypto import Sealer, sealer_for
@@ -40,10 +42,11 @@ from phone_sync.errors import SetupError
 from phone_sync.outcomes import Outcome, Reason, Status, count
 from phone_sync.pipeline import batch_log
 from phone_sync.pipeline.batching import clean_and_batch
-from phone_sync.pipeline.collect import collect_statuses
+from phone_sync.pipeline.collect import gather
 from phone_sync.pipeline.failures import safe_reason
 from phone_sync.pipeline.preview import preview_lines
 from phone_sync.pipeline.run_note import note_controls
+from phone_sync.pipeline.run_xcom import RunXCom
 from phone_sync.pipeline.selection import Interval, select_rows
 from phone_sync.report import report_values
 
@@ -139,20 +142,24 @@ def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
             interval=f"{interval.start}..{interval.end}" if in_interval else None,
             sheets_requests=hook.request_count,
         )
-        extracted = Extracted(
+        facts = RunFacts(
             started=started,
             read=len(table.rows),
+            selected=len(selection.rows) + len(selection.missing_feed_date),
             identifier_column=table.columns["identifier"],
+            sheets_requests=hook.request_count,
+        )
+        context["ti"].xcom_push(key=XComKey.FACTS, value=facts.to_xcom())
+        extracted = Extracted(
             rows=[ExtractedRow.of(row) for row in selection.rows],
             missing_feed_date=[RowRef(row=r.row, identifier=r.identifier) for r in selection.missing_feed_date],
-            sheets_requests=hook.request_count,
         )
         del table, rows, selection  # the rows as read: at 100,000 rows, tens of MiB the sealing need not share
         return extracted.to_xcom(sealer)
 
 
 def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Any) -> list[dict[str, Any]]:
-    """Clean and de-duplicate; return the batches to map over and push the statuses decided here."""
+    """Clean and de-duplicate; push each batch and the statuses decided here, return the batch refs to map over."""
     with step(config, context, TaskId.CLEAN):
         sealer = _sealer(config)
         extracted = Extracted.from_xcom(extracted_xcom, sealer)
@@ -178,28 +185,25 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Any) -> lis
             other_failures=counts[Outcome.FAILED],
             queued_for_next_run=counts[Outcome.QUEUED],
         )
-        context["ti"].xcom_push(
-            key=XComKey.DECIDED,
-            value=Decided(
-                statuses=decided,
-                started=extracted.started,
-                read=extracted.read,
-                identifier_column=extracted.identifier_column,
-                selected=len(extracted.rows) + len(extracted.missing_feed_date),
-                sheets_requests=extracted.sheets_requests,
-            ).to_xcom(sealer),
-        )
-        return [batch.to_xcom(sealer) for batch in cleaned.batches]
+        ti = context["ti"]
+        # Each batch under its own key: a mapped batch pulls its own rows, not every batch of the run.
+        for batch in cleaned.batches:
+            ti.xcom_push(key=batch_key(batch.index), value=batch.to_xcom(sealer))
+        ti.xcom_push(key=XComKey.DECIDED, value=Decided(statuses=decided, batches=len(cleaned.batches)).to_xcom(sealer))
+        return [BatchRef(index=batch.index, label=batch.label).to_xcom() for batch in cleaned.batches]
 
 
-def process_batch(config: RegionConfig, batch_xcom: Any, context: Any) -> dict[str, Any]:
+def process_batch(config: RegionConfig, ref_xcom: Any, context: Any) -> dict[str, Any]:
     """Apply one batch to the region's FHIR server; per-row problems are statuses, outages raise."""
     from phone_sync.fhir.client import FhirClient
     from phone_sync.fhir.hook import FhirHook
 
     with step(config, context, TaskId.BATCH):
         sealer = _sealer(config)
-        batch = Batch.from_xcom(batch_xcom, sealer)
+        ref = BatchRef.from_xcom(ref_xcom)
+        batch = RunXCom(context["ti"], sealer).batch(ref.index)
+        if batch is None:
+            raise AirflowFailException(f"batch {ref.label}: its rows are not in XCom; clear the whole run")
         # The region's request rate is shared by the batches that may run at once.
         rate = config.fhir_requests_per_second / config.max_parallel_batches
         hook = FhirHook(config.fhir.conn_id, requests_per_second=rate, token_store=_fhir_token_store(config, sealer))
@@ -248,30 +252,21 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
     from phone_sync.sheets.preview import write_preview
     from phone_sync.sheets.statuses import WriteResult, write_statuses
 
-    ti, run_id = context["ti"], context["run_id"]
-    decided_xcom = ti.xcom_pull(task_ids=TaskId.CLEAN, key=XComKey.DECIDED, map_indexes=-1)
-    if decided_xcom is None:
+    run_id = context["run_id"]
+    xcom = RunXCom(context["ti"])
+    if not xcom.pushed(TaskId.CLEAN, XComKey.DECIDED):
         raise AirflowSkipException("clean_phones did not finish: there are no statuses to write")
     with step(config, context, TaskId.WRITE_BACK):
-        sealer = _sealer(config)
-        decided = Decided.from_xcom(decided_xcom, sealer)
+        xcom.sealer = _sealer(config)
+        facts, decided = xcom.facts(), xcom.decided()
+        assert decided is not None  # checked above
         preview = _controls(config, context).preview
-        results = [BatchResult.from_xcom(r, sealer) for r in _batch_results(ti)]
-        done = {result.index for result in results}
-        # The rows of a batch are needed only where it has no result (or for a preview's phones).
-        wires = ti.xcom_pull(task_ids=TaskId.CLEAN, map_indexes=-1) or []
-        batches = [Batch.from_xcom(wire, sealer) for wire in wires if preview or wire.get("index") not in done]
-
-        def failure_of(index: int) -> Failure | None:
-            value = ti.xcom_pull(task_ids=TaskId.BATCH, key=XComKey.FAILURE, map_indexes=index)
-            return Failure.from_xcom(value) if value is not None else None
-
-        collected = collect_statuses(decided, batches, results, failure_of)
-        del results  # their statuses live on in `collected` alone
-        counts = count(collected.statuses)
+        gathered = gather(xcom, decided, every_batch=preview)
+        collected = gathered.collected
         batch_log.row_lines(TaskId.WRITE_BACK, collected.not_processed)
+        counts = count(collected.statuses)
         if preview:
-            lines = preview_lines(collected.statuses, batches, run_id)
+            lines = preview_lines(collected.statuses, gathered.batches, run_id)
             requests = write_preview(_sheets_hook(config), config.sheets, lines)
             written = WriteResult(written=len(lines), requests=requests)
         else:
@@ -283,7 +278,7 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
                 cells,
                 run_id=run_id,
                 run_time=datetime.now(UTC),
-                identifier_column=decided.identifier_column,
+                identifier_column=facts.identifier_column if facts else None,
             )
 
         batch_log.summary(
@@ -299,16 +294,13 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
         )
         return WriteBack(
             counts=counts,
-            started=decided.started,
-            read=decided.read,
-            selected=decided.selected,
-            batches=len(wires),
+            batches=decided.batches,
             batches_failed=collected.failed_labels,
             problem=collected.problem,
             written=written.written,
             not_placed=len(written.not_placed),
             fhir_requests=collected.fhir_requests,
-            sheets_requests=decided.sheets_requests + written.requests,
+            sheets_requests=written.requests,
         ).to_xcom()
 
 
@@ -328,34 +320,16 @@ def _status_cells(config: RegionConfig, run_id: str, statuses: list[Status]) -> 
     return [cell(status) for status in statuses]
 
 
-def _batch_results(ti: Any) -> list[Any]:
-    """Every successful batch's result, in one request (all map indexes); a failed batch has none.
-
-    Airflow hands back a lone value unwrapped and nothing as an empty list.
-    """
-    values = ti.xcom_pull(task_ids=TaskId.BATCH)
-    return [value for value in (values if isinstance(values, list) else [values]) if value is not None]
-
-
-def _upstream_failure(ti: Any) -> Failure | None:
-    """The first step before the report that recorded a failure."""
-    for task_id in UPSTREAM_STEPS:
-        value = ti.xcom_pull(task_ids=task_id, key=XComKey.FAILURE, map_indexes=-1)
-        if value is not None:
-            return Failure.from_xcom(value)
-    return None
-
-
 def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
     """Append the report row, log a readable summary, and fail the run if any step or batch failed."""
     from phone_sync.sheets.report import append_report
 
     ti, run_id = context["ti"], context["run_id"]
-    written_xcom = ti.xcom_pull(task_ids=TaskId.WRITE_BACK, map_indexes=-1)
-    written = WriteBack.from_xcom(written_xcom) if written_xcom is not None else None
+    xcom = RunXCom(ti)
+    written, facts = xcom.write_back(), xcom.facts()
     problem = written.problem if written else None
     if written is None:
-        failure = _upstream_failure(ti)
+        failure = xcom.first_failure(UPSTREAM_STEPS)
         problem = f"{failure.task}: {failure.reason}" if failure else "an earlier step did not finish; see the grid"
     try:
         controls: Controls | None = _controls(config, context)
@@ -363,6 +337,7 @@ def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
         controls = None
     values = report_values(
         written,
+        facts,
         run_id=run_id,
         logical_date=_logical_moment(context).astimezone(config.zone),
         started=context["dag_run"].start_date,

@@ -1,0 +1,75 @@
+"""Typed reads of one run's XCom: what the tasks after the batches need, each pulled once, by key.
+
+The tasks before write-back push their contracts (``phone_sync.contracts``); write-back and the report
+read them here instead of each task pulling and opening values on its own. A value that was never
+pushed (its task failed or was skipped) reads as ``None``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from phone_sync.contracts import (
+    Batch,
+    BatchResult,
+    Contract,
+    Decided,
+    Failure,
+    RunFacts,
+    TaskId,
+    WriteBack,
+    XComKey,
+    batch_key,
+)
+from phone_sync.crypto import Sealer
+
+C = TypeVar("C", bound=Contract)
+RETURN_VALUE = "return_value"
+
+
+class RunXCom:
+    """The run's contracts as the task instance ``ti`` can pull them; sealed ones are opened with ``sealer``."""
+
+    def __init__(self, ti: Any, sealer: Sealer | None = None) -> None:
+        self.ti = ti
+        self.sealer = sealer
+
+    def _one(self, contract: type[C], task_id: TaskId, key: str, map_index: int = -1) -> C | None:
+        value = self.ti.xcom_pull(task_ids=task_id, key=key, map_indexes=map_index)
+        return None if value is None else contract.from_xcom(value, self.sealer)
+
+    def pushed(self, task_id: TaskId, key: str) -> bool:
+        """Whether an unmapped task pushed ``key`` (without opening it: no key needed)."""
+        return self.ti.xcom_pull(task_ids=task_id, key=key, map_indexes=-1) is not None
+
+    def facts(self) -> RunFacts | None:
+        return self._one(RunFacts, TaskId.EXTRACT, XComKey.FACTS)
+
+    def decided(self) -> Decided | None:
+        return self._one(Decided, TaskId.CLEAN, XComKey.DECIDED)
+
+    def batch(self, index: int) -> Batch | None:
+        return self._one(Batch, TaskId.CLEAN, batch_key(index))
+
+    def batch_failure(self, index: int) -> Failure | None:
+        return self._one(Failure, TaskId.BATCH, XComKey.FAILURE, index)
+
+    def write_back(self) -> WriteBack | None:
+        return self._one(WriteBack, TaskId.WRITE_BACK, RETURN_VALUE)
+
+    def results(self) -> list[BatchResult]:
+        """Every successful batch's result, in one request (all map indexes); a failed batch has none.
+
+        Airflow hands back a lone value unwrapped and nothing as an empty list.
+        """
+        values = self.ti.xcom_pull(task_ids=TaskId.BATCH)
+        values = values if isinstance(values, list) else [values]
+        return [BatchResult.from_xcom(value, self.sealer) for value in values if value is not None]
+
+    def first_failure(self, steps: tuple[TaskId, ...]) -> Failure | None:
+        """The first of ``steps`` (unmapped tasks, in pipeline order) that recorded a failure."""
+        for task_id in steps:
+            failure = self._one(Failure, task_id, XComKey.FAILURE)
+            if failure is not None:
+                return failure
+        return None

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from phone_sync.sheets.a1 import cell_range, col_letter
-from phone_sync.sheets.statuses import StatusCell, chunk_by_payload, place, value_ranges
+from phone_sync.sheets.placement import StatusCell, chunk_by_payload, place, value_ranges
 from phone_sync.sheets.values import as_date, as_text
 
 

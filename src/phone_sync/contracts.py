@@ -88,7 +88,9 @@ class Contract(BaseModel):
         return wire | self.model_dump(mode="json", exclude=self.sealed_fields)
 
     @classmethod
-    def from_xcom(cls, value: Any, sealer: Sealer | None = None) -> Self:
+    def from_xcom(cls, value: Any, sealer: Sealer | None = None, *, public_only: bool = False) -> Self:
+        """The contract in an XCom value; with ``public_only`` its readable fields only, without a key (the
+        sealed ones keep their defaults): what a task that needs only counts reads, at any scale."""
         found = value.get("contract") if isinstance(value, dict) else None
         if found is None or value.get("v") != VERSION:
             version = value.get("v") if isinstance(value, dict) else None
@@ -99,7 +101,7 @@ class Contract(BaseModel):
         if found != cls.name:
             raise ContractError(f"expected XCom contract {cls.name!r}, found {found!r}")
         body = json.dumps({key: item for key, item in value.items() if key not in ("contract", "v", "sealed")})
-        if cls.sealed_fields:
+        if cls.sealed_fields and not public_only:
             if sealer is None or "sealed" not in value:
                 raise ContractError(f"XCom contract {cls.name!r} carries patient data and must be opened with a key")
             sealed = sealer.open_json(value["sealed"], what=f"XCom {cls.name!r}")
@@ -147,6 +149,7 @@ class RunFacts(Contract):
     read: int  # non-blank rows read
     selected: int  # rows this run takes on (sent to cleaning, or failed for a missing feed date)
     identifier_column: int  # 1-based, where the identifiers were when read
+    columns: dict[str, int]  # identifier and write fields (status, run_time, ...) -> 1-based column, for progress
     sheets_requests: int  # spent by extract_rows
 
 
@@ -176,6 +179,7 @@ class BatchRef(Contract):
     name = "batch_ref"
     index: int
     label: str  # "rows 2-101": the grid's name of the mapped task
+    size: int  # rows in the batch
 
 
 class Batch(Contract):
@@ -186,43 +190,48 @@ class Batch(Contract):
     index: int
     label: str  # "rows 2-101"
     rows: list[BatchRow]
+    lines: list[int] = []  # a preview's: each row's line in the preview worksheet
 
 
 class Decided(Contract):
-    """clean_phones -> write_back_statuses: the statuses decided without FHIR, and how many batches were cut."""
+    """clean_phones -> write-back and the report: the statuses decided without FHIR, and the batches cut."""
 
     name = "decided"
     sealed_fields = frozenset({"statuses"})
-    statuses: list[Status]
-    batches: int
+    statuses: list[Status] = []
+    counts: dict[Outcome, int]  # of ``statuses``, readable without the key
+    lines: list[int] = []  # a preview's: each status's line in the preview worksheet
 
 
 class BatchResult(Contract):
-    """process_batch -> write_back_statuses: one status per row of the batch, and the FHIR request counts."""
+    """process_batch -> write-back and the report: one status per row, what the batch wrote of them itself,
+    and what it cost. Everything but the statuses is readable without the key."""
 
     name = "batch_result"
     sealed_fields = frozenset({"statuses"})
     index: int
-    statuses: list[Status]
-    stats: dict[str, float]
+    statuses: list[Status] = []
+    counts: dict[Outcome, int]
+    left: list[int]  # sheet rows whose status (or preview line) the batch did not write: write-back writes them
+    stats: dict[str, float]  # FHIR requests by kind, retries, waits
+    sheets_requests: int  # its progress write's
 
     @property
     def fhir_requests(self) -> int:
         return int(sum(value for key, value in self.stats.items() if key.startswith("requests_")))
 
+    @property
+    def written_live(self) -> int:
+        return sum(self.counts.values()) - len(self.left)
+
 
 class WriteBack(Contract):
-    """write_back_statuses -> run_report: counts only, no patient data."""
+    """write_back_statuses -> run_report: what write-back wrote, counts only, no patient data."""
 
     name = "write_back"
-    counts: dict[Outcome, int]
-    batches: int
-    batches_failed: list[str]  # labels of the batches whose rows were not processed
-    problem: str | None = None  # a set-up failure among the batches (refused credentials, ...), for the report
     written: int
     not_placed: int
-    fhir_requests: int
-    sheets_requests: int  # spent by write-back
+    sheets_requests: int
 
 
 class Failure(Contract):

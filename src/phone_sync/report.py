@@ -8,9 +8,11 @@ by position.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from phone_sync.contracts import RunFacts, WriteBack
+from phone_sync.outcomes import Outcome
 
 REPORT_COLUMNS: tuple[str, ...] = (
     "run id",
@@ -35,14 +37,35 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "queued",
     "mode",  # live or preview
     "controls",  # what a manual run asked for (rows a-b, resend, ...); empty for a plain run
+    "statuses written live",  # by the batches as they finished
+    "statuses written at end",  # by write-back
 )
 # The numeric columns: what an alert may show of a run.
-COUNT_COLUMNS = (*REPORT_COLUMNS[REPORT_COLUMNS.index("rows read") : REPORT_COLUMNS.index("link")], "queued")
+COUNT_COLUMNS = (
+    *REPORT_COLUMNS[REPORT_COLUMNS.index("rows read") : REPORT_COLUMNS.index("link")],
+    "queued",
+    "statuses written live",
+    "statuses written at end",
+)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The run as the report counts it (``pipeline.collect.tally``): from readable values only."""
+
+    counts: dict[Outcome, int]
+    failed_labels: list[str]  # "rows 2-101" of each batch without a result
+    problem: str | None  # the first set-up failure among those batches
+    fhir_requests: int
+    sheets_requests: int  # the batches' progress writes
+    written_live: int  # statuses the batches wrote themselves
+    batches: int
 
 
 def report_values(
-    result: WriteBack | None,
+    counted: Tally | None,
     facts: RunFacts | None,
+    written: WriteBack | None,
     *,
     run_id: str,
     logical_date: datetime,
@@ -55,7 +78,7 @@ def report_values(
 ) -> dict[str, object]:
     """The report row of one run, by column; ``logical_date`` already in the region's timezone.
 
-    Without a write-back result (a step before it failed) the counts stay empty and ``problem`` says why;
+    Without a tally (a step before write-back failed) the counts stay empty and ``problem`` says why;
     without the run's facts (extract_rows failed) so do the rows read.
     """
     begun = facts.started if facts else started
@@ -71,12 +94,19 @@ def report_values(
     }
     if facts is not None:
         values["rows read"] = facts.read
-    if result is not None:
+    if counted is not None:
         values |= {
-            **{outcome.report_column: count for outcome, count in result.counts.items()},
-            "batches failed": len(result.batches_failed),
-            "statuses not placed": result.not_placed,
-            "FHIR requests": result.fhir_requests,
-            "Sheets requests": (facts.sheets_requests if facts else 0) + result.sheets_requests,
+            **{outcome.report_column: count for outcome, count in counted.counts.items()},
+            "batches failed": len(counted.failed_labels),
+            "FHIR requests": counted.fhir_requests,
+            "statuses written live": counted.written_live,
+        }
+    if counted is not None and written is not None:
+        values |= {
+            "statuses not placed": written.not_placed,
+            "statuses written at end": written.written,
+            "Sheets requests": (facts.sheets_requests if facts else 0)
+            + counted.sheets_requests
+            + written.sheets_requests,
         }
     return {column: values.get(column) for column in REPORT_COLUMNS}

@@ -1,8 +1,13 @@
-"""Gathering a run's statuses for write-back: contracts in, statuses out.
+"""What the end of a run reads from its XCom: what write-back still has to write, and what the report counts.
 
-A batch without a result failed (or was skipped): its rows get a status that says so and will be
-retried, with the failure reason the batch task recorded when it has one. :func:`collect_statuses` is
-pure; :func:`gather` reads what it needs from the run's XCom, opening only the batches it must.
+Batches write their own statuses as they finish (``pipeline.progress``) when the Sheets quota allows.
+Write-back writes the rest: the statuses decided while cleaning, what the batches left, and for the rows
+of a batch without a result (it failed, or was skipped) a status that says so and will be retried. The
+report counts from the batches' current results, so clearing a batch (with or without its downstream
+tasks) and rerunning the report gives a row that counts what the cleared batch did.
+
+:func:`collect_statuses` is pure; :func:`to_write` and :func:`tally` read the run's XCom through
+:class:`~phone_sync.pipeline.run_xcom.RunXCom`, opening only the sealed values they must.
 """
 
 from __future__ import annotations
@@ -10,18 +15,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from phone_sync.contracts import Batch, BatchResult, Decided, Failure
+from phone_sync.contracts import Batch, BatchRef, BatchResult, Decided, Failure
 from phone_sync.outcomes import Outcome, Reason, Status
 from phone_sync.pipeline.run_xcom import RunXCom
+from phone_sync.report import Tally
 
 
 @dataclass(frozen=True)
 class Collected:
-    statuses: list[Status]  # every status to write, decided ones first
+    statuses: list[Status]  # every status to write: decided ones first, then what the batches left
     not_processed: list[Status]  # the rows of failed batches (also in ``statuses``)
     failed_labels: list[str]  # "rows 2-101" of each failed batch
-    fhir_requests: int
     problem: str | None = None  # the first set-up failure among the batches ("process_batch: ..."), if any
+
+
+def _failure_problem(failure: Failure | None) -> str | None:
+    return f"{failure.task}: {failure.reason}" if failure and failure.setup else None
 
 
 def collect_statuses(
@@ -30,13 +39,14 @@ def collect_statuses(
     results: list[BatchResult],
     failure_of: Callable[[int], Failure | None] = lambda index: None,
 ) -> Collected:
-    """Decided statuses, every batch result's statuses, and a ``batch not processed`` status for every row of
-    a batch in ``batches`` without a result (``batches`` may hold only those: a live run opens no more);
-    ``failure_of(index)`` is what that batch's task recorded when it failed."""
+    """Decided statuses, the statuses each result left unwritten, and a ``batch not processed`` status for every
+    row of a batch in ``batches`` without a result (``batches`` may hold only those); ``failure_of(index)`` is
+    what that batch's task recorded when it failed."""
     done = {result.index for result in results}
     statuses = list(decided.statuses)
     for result in results:
-        statuses += result.statuses
+        left = set(result.left)
+        statuses += [status for status in result.statuses if status.row in left]
     not_processed: list[Status] = []
     failed_labels: list[str] = []
     problem: str | None = None
@@ -45,40 +55,58 @@ def collect_statuses(
             continue
         failed_labels.append(batch.label)
         failure = failure_of(batch.index)
-        reason = failure.reason if failure else "task failed"
-        if failure and failure.setup and problem is None:
-            problem = f"{failure.task}: {failure.reason}"
+        problem = problem or _failure_problem(failure)
         not_processed += [
             Status(
                 row=row.row,
                 identifier=row.identifier,
                 outcome=Outcome.FAILED,
                 reason=Reason.BATCH_NOT_PROCESSED,
-                detail=reason,
+                detail=failure.reason if failure else "task failed",
                 batch=batch.index,
             )
             for row in batch.rows
         ]
-    return Collected(
-        statuses=statuses + not_processed,
-        not_processed=not_processed,
-        failed_labels=failed_labels,
-        fhir_requests=sum(result.fhir_requests for result in results),
-        problem=problem,
-    )
+    return Collected(statuses + not_processed, not_processed, failed_labels, problem)
 
 
 @dataclass(frozen=True)
-class Gathered:
+class ToWrite:
+    """What write-back writes, and the batches it opened for it (a preview takes phones and lines from them)."""
+
     collected: Collected
-    batches: list[Batch]  # the batches opened: those without a result, or every batch for a preview
+    batches: list[Batch]
+    decided: Decided
 
 
-def gather(xcom: RunXCom, decided: Decided, *, every_batch: bool = False) -> Gathered:
-    """Every status of the run from its XCom: one pull of the batch results, and the rows of only the
-    batches without one (of every batch with ``every_batch``, which a preview needs for its phones)."""
-    results = xcom.results()
+def to_write(xcom: RunXCom, decided: Decided, refs: list[BatchRef], *, preview: bool = False) -> ToWrite:
+    """One pull of the batch results (their statuses opened only where a batch left some), and the rows of only
+    the batches that failed (and, for a preview's phones, of those that left lines)."""
+    results = xcom.results(open_if=lambda result: bool(result.left))
     done = {result.index for result in results}
-    wanted = [index for index in range(decided.batches) if every_batch or index not in done]
-    batches = [batch for batch in map(xcom.batch, wanted) if batch is not None]
-    return Gathered(collect_statuses(decided, batches, results, xcom.batch_failure), batches)
+    wanted = [ref.index for ref in refs if ref.index not in done]
+    wanted += [result.index for result in results if result.left and preview]
+    batches = [batch for batch in map(xcom.batch, sorted(wanted)) if batch is not None]
+    return ToWrite(collect_statuses(decided, batches, results, xcom.batch_failure), batches, decided)
+
+
+def tally(xcom: RunXCom, decided: Decided, refs: list[BatchRef]) -> Tally:
+    """Rows per outcome: decided while cleaning, each batch's current result, and the rows of failed batches."""
+    results = xcom.results(open_if=lambda result: False)
+    done = {result.index for result in results}
+    counts = dict(decided.counts)
+    for result in results:
+        for outcome, number in result.counts.items():
+            counts[outcome] = counts.get(outcome, 0) + number
+    failed = [ref for ref in refs if ref.index not in done]
+    counts[Outcome.FAILED] = counts.get(Outcome.FAILED, 0) + sum(ref.size for ref in failed)
+    problem = next((p for p in (_failure_problem(xcom.batch_failure(ref.index)) for ref in failed) if p), None)
+    return Tally(
+        counts={outcome: counts.get(outcome, 0) for outcome in Outcome},
+        failed_labels=[ref.label for ref in failed],
+        problem=problem,
+        fhir_requests=sum(result.fhir_requests for result in results),
+        sheets_requests=sum(result.sheets_requests for result in results),
+        written_live=sum(result.written_live for result in results),
+        batches=len(refs),
+    )

@@ -7,10 +7,12 @@ pushed (its task failed or was skipped) reads as ``None``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from phone_sync.contracts import (
     Batch,
+    BatchRef,
     BatchResult,
     Contract,
     Decided,
@@ -34,9 +36,11 @@ class RunXCom:
         self.ti = ti
         self.sealer = sealer
 
-    def _one(self, contract: type[C], task_id: TaskId, key: str, map_index: int = -1) -> C | None:
+    def _one(
+        self, contract: type[C], task_id: TaskId, key: str, map_index: int = -1, *, public_only: bool = False
+    ) -> C | None:
         value = self.ti.xcom_pull(task_ids=task_id, key=key, map_indexes=map_index)
-        return None if value is None else contract.from_xcom(value, self.sealer)
+        return None if value is None else contract.from_xcom(value, self.sealer, public_only=public_only)
 
     def pushed(self, task_id: TaskId, key: str) -> bool:
         """Whether an unmapped task pushed ``key`` (without opening it: no key needed)."""
@@ -45,8 +49,9 @@ class RunXCom:
     def facts(self) -> RunFacts | None:
         return self._one(RunFacts, TaskId.EXTRACT, XComKey.FACTS)
 
-    def decided(self) -> Decided | None:
-        return self._one(Decided, TaskId.CLEAN, XComKey.DECIDED)
+    def decided(self, *, public_only: bool = False) -> Decided | None:
+        """The statuses decided while cleaning; ``public_only``: their counts, without the key."""
+        return self._one(Decided, TaskId.CLEAN, XComKey.DECIDED, public_only=public_only)
 
     def batch(self, index: int) -> Batch | None:
         return self._one(Batch, TaskId.CLEAN, batch_key(index))
@@ -57,14 +62,26 @@ class RunXCom:
     def write_back(self) -> WriteBack | None:
         return self._one(WriteBack, TaskId.WRITE_BACK, RETURN_VALUE)
 
-    def results(self) -> list[BatchResult]:
-        """Every successful batch's result, in one request (all map indexes); a failed batch has none.
+    def refs(self) -> list[BatchRef]:
+        """The batches clean_phones cut (what process_batch maps over)."""
+        values = self.ti.xcom_pull(task_ids=TaskId.CLEAN, key=RETURN_VALUE, map_indexes=-1) or []
+        return [BatchRef.from_xcom(value) for value in values]
 
-        Airflow hands back a lone value unwrapped and nothing as an empty list.
+    def results(self, open_if: Callable[[BatchResult], bool] = lambda result: True) -> list[BatchResult]:
+        """Every successful batch's current result, in one request (all map indexes); a failed batch has none.
+
+        Each is read without its sealed statuses first, and opened only when ``open_if`` says so: at 100,000
+        rows the statuses of every batch are tens of MiB a task that counts does not need. Airflow hands back
+        a lone value unwrapped and nothing as an empty list.
         """
         values = self.ti.xcom_pull(task_ids=TaskId.BATCH)
-        values = values if isinstance(values, list) else [values]
-        return [BatchResult.from_xcom(value, self.sealer) for value in values if value is not None]
+        found = []
+        for value in values if isinstance(values, list) else [values]:
+            if value is None:
+                continue
+            result = BatchResult.from_xcom(value, public_only=True)
+            found.append(BatchResult.from_xcom(value, self.sealer) if open_if(result) else result)
+        return found
 
     def first_failure(self, steps: tuple[TaskId, ...]) -> Failure | None:
         """The first of ``steps`` (unmapped tasks, in pipeline order) that recorded a failure."""

@@ -42,9 +42,9 @@ from phone_sync.errors import SetupError
 from phone_sync.outcomes import Outcome, Reason, Status, count
 from phone_sync.pipeline import batch_log
 from phone_sync.pipeline.batching import clean_and_batch
-from phone_sync.pipeline.collect import gather
+from phone_sync.pipeline.collect import ToWrite, tally, to_write
 from phone_sync.pipeline.failures import safe_reason
-from phone_sync.pipeline.preview import preview_lines
+from phone_sync.pipeline.preview import Line, line_numbers, preview_line
 from phone_sync.pipeline.run_note import note_controls
 from phone_sync.pipeline.run_xcom import RunXCom
 from phone_sync.pipeline.selection import Interval, select_rows
@@ -52,6 +52,7 @@ from phone_sync.report import report_values
 
 if TYPE_CHECKING:
     from phone_sync.fhir.token_store import TokenStore
+    from phone_sync.sheets.headers import HeaderRow
     from phone_sync.sheets.hook import SheetsHook
     from phone_sync.sheets.statuses import StatusCell
 
@@ -113,7 +114,7 @@ def _logical_moment(context: Any) -> datetime:
 
 
 def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
-    """One read of the sheet; keep only the rows this run should process."""
+    """One read of the sheet; keep only the rows this run should process, and ready the sheet for progress."""
     from phone_sync.sheets.rows import read_listed_identifiers, read_table
 
     with step(config, context, TaskId.EXTRACT):
@@ -129,6 +130,8 @@ def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
             rows = [row for row in rows if row.identifier in listed]
         interval = _interval(context, config)
         selection = select_rows(rows, config.rows, interval, resend=controls.resend)
+        selected = len(selection.rows) + len(selection.missing_feed_date)
+        columns = _ready_for_progress(config, hook, table.header, sealer, lines=selected, preview=controls.preview)
         note_controls(config, context, controls)
         in_interval = interval and config.rows.select == "data_interval"
         batch_log.summary(
@@ -145,8 +148,9 @@ def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
         facts = RunFacts(
             started=started,
             read=len(table.rows),
-            selected=len(selection.rows) + len(selection.missing_feed_date),
+            selected=selected,
             identifier_column=table.columns["identifier"],
+            columns={"identifier": table.columns["identifier"], **columns},
             sheets_requests=hook.request_count,
         )
         context["ti"].xcom_push(key=XComKey.FACTS, value=facts.to_xcom())
@@ -156,6 +160,29 @@ def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
         )
         del table, rows, selection  # the rows as read: at 100,000 rows, tens of MiB the sealing need not share
         return extracted.to_xcom(sealer)
+
+
+def _ready_for_progress(
+    config: RegionConfig, hook: SheetsHook, header: HeaderRow, sealer: Sealer, *, lines: int, preview: bool
+) -> dict[str, int]:
+    """What the batches need to write their progress: the status columns (headers added when missing), or for a
+    preview an empty preview worksheet; and the region's Sheets access token, shared (``sheets.access``).
+
+    Returns the write columns by field (none for a preview: it never touches the status column).
+    """
+    from phone_sync.sheets.access import AccessStore
+    from phone_sync.sheets.preview import prepare_preview
+    from phone_sync.sheets.statuses import add_write_columns
+
+    if preview:
+        prepare_preview(hook, config.sheets, lines)
+        columns: dict[str, int] = {}
+    else:
+        columns = add_write_columns(hook, config.sheets, header)
+    access = hook.shared_access()
+    if access is not None:
+        AccessStore(config.sheets.conn_id, sealer).save(access)
+    return columns
 
 
 def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Any) -> list[dict[str, Any]]:
@@ -185,25 +212,35 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Any) -> lis
             other_failures=counts[Outcome.FAILED],
             queued_for_next_run=counts[Outcome.QUEUED],
         )
+        batches = cleaned.batches
+        line: dict[int, int] = {}
+        if _controls(config, context).preview:  # each row's line in the preview worksheet, in sheet order
+            line = line_numbers([s.row for s in decided] + [r.row for b in batches for r in b.rows])
+            batches = [b.model_copy(update={"lines": [line[r.row] for r in b.rows]}) for b in batches]
         ti = context["ti"]
         # Each batch under its own key: a mapped batch pulls its own rows, not every batch of the run.
-        for batch in cleaned.batches:
+        for batch in batches:
             ti.xcom_push(key=batch_key(batch.index), value=batch.to_xcom(sealer))
-        ti.xcom_push(key=XComKey.DECIDED, value=Decided(statuses=decided, batches=len(cleaned.batches)).to_xcom(sealer))
-        return [BatchRef(index=batch.index, label=batch.label).to_xcom() for batch in cleaned.batches]
+        lines = [line[s.row] for s in decided] if line else []
+        ti.xcom_push(key=XComKey.DECIDED, value=Decided(statuses=decided, counts=counts, lines=lines).to_xcom(sealer))
+        return [BatchRef(index=b.index, label=b.label, size=len(b.rows)).to_xcom() for b in batches]
 
 
 def process_batch(config: RegionConfig, ref_xcom: Any, context: Any) -> dict[str, Any]:
-    """Apply one batch to the region's FHIR server; per-row problems are statuses, outages raise."""
+    """Apply one batch to the region's FHIR server and write its statuses (``pipeline.progress``); per-row
+    problems are statuses, outages raise."""
     from phone_sync.fhir.client import FhirClient
     from phone_sync.fhir.hook import FhirHook
+    from phone_sync.pipeline.progress import batch_progress
 
     with step(config, context, TaskId.BATCH):
         sealer = _sealer(config)
         ref = BatchRef.from_xcom(ref_xcom)
-        batch = RunXCom(context["ti"], sealer).batch(ref.index)
-        if batch is None:
+        xcom = RunXCom(context["ti"], sealer)
+        batch, facts = xcom.batch(ref.index), xcom.facts()
+        if batch is None or facts is None:
             raise AirflowFailException(f"batch {ref.label}: its rows are not in XCom; clear the whole run")
+        preview = _controls(config, context).preview
         # The region's request rate is shared by the batches that may run at once.
         rate = config.fhir_requests_per_second / config.max_parallel_batches
         hook = FhirHook(config.fhir.conn_id, requests_per_second=rate, token_store=_fhir_token_store(config, sealer))
@@ -211,13 +248,32 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Any) -> dict[str
         where = {"region": config.region, "batch": batch.index, "rows": batch.label}
         batch_log.summary("batch start", **where, count=len(batch.rows))
         try:
-            statuses = client.apply(batch.rows, batch=batch.index, dry_run=_controls(config, context).preview)
+            statuses = client.apply(batch.rows, batch=batch.index, dry_run=preview)
         except Exception as exc:
             batch_log.summary("batch failed", **where, error=safe_reason(exc), **client.stats)
             raise
         batch_log.row_lines("batch", statuses)
-        batch_log.summary("batch done", **where, **batch_log.counts(count(statuses)), **client.stats)
-        return BatchResult(index=batch.index, statuses=statuses, stats=client.stats).to_xcom(sealer)
+        cells = _status_cells(config, context["run_id"], statuses)
+        progress = batch_progress(config, context, facts, batch, statuses, cells, sealer, preview=preview)
+        counts = count(statuses)
+        batch_log.summary(
+            "batch done",
+            **where,
+            **batch_log.counts(counts),
+            **client.stats,
+            written_live=len(progress.written),
+            left_for_write_back=len(progress.left),
+            why_left=progress.reason,
+            sheets_requests=progress.requests,
+        )
+        return BatchResult(
+            index=batch.index,
+            statuses=statuses,
+            counts=counts,
+            left=progress.left,
+            stats=client.stats,
+            sheets_requests=progress.requests,
+        ).to_xcom(sealer)
 
 
 # --- the region's shared FHIR token (OAuth2 connections): see phone_sync.fhir.auth -----------------------
@@ -244,12 +300,12 @@ def _prime_fhir_token(config: RegionConfig, sealer: Sealer) -> None:
 
 
 def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
-    """Every decided status into the sheet; rows of failed batches say they will be retried.
+    """Every status the batches did not write into the sheet; rows of failed batches say they will be retried.
 
     Reads its inputs itself rather than as task arguments: when cleaning never finished there is
     nothing to write, and the task skips instead of failing on a missing XCom.
     """
-    from phone_sync.sheets.preview import write_preview
+    from phone_sync.sheets.preview import write_preview_lines
     from phone_sync.sheets.statuses import WriteResult, write_statuses
 
     run_id = context["run_id"]
@@ -261,13 +317,12 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
         facts, decided = xcom.facts(), xcom.decided()
         assert decided is not None  # checked above
         preview = _controls(config, context).preview
-        gathered = gather(xcom, decided, every_batch=preview)
-        collected = gathered.collected
+        pending = to_write(xcom, decided, xcom.refs(), preview=preview)
+        collected = pending.collected
         batch_log.row_lines(TaskId.WRITE_BACK, collected.not_processed)
-        counts = count(collected.statuses)
         if preview:
-            lines = preview_lines(collected.statuses, gathered.batches, run_id)
-            requests = write_preview(_sheets_hook(config), config.sheets, lines)
+            lines = _preview_lines(pending, run_id)
+            requests = write_preview_lines(_sheets_hook(config), config.sheets, lines)
             written = WriteResult(written=len(lines), requests=requests)
         else:
             cells = _status_cells(config, run_id, collected.statuses)
@@ -280,7 +335,6 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
                 run_time=datetime.now(UTC),
                 identifier_column=facts.identifier_column if facts else None,
             )
-
         batch_log.summary(
             TaskId.WRITE_BACK,
             region=config.region,
@@ -290,18 +344,21 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
             not_placed_rows=written.not_placed[:50],
             batches_failed=collected.failed_labels,
             sheets_requests=written.requests,
-            **batch_log.counts(counts),
         )
         return WriteBack(
-            counts=counts,
-            batches=decided.batches,
-            batches_failed=collected.failed_labels,
-            problem=collected.problem,
-            written=written.written,
-            not_placed=len(written.not_placed),
-            fhir_requests=collected.fhir_requests,
-            sheets_requests=written.requests,
+            written=written.written, not_placed=len(written.not_placed), sheets_requests=written.requests
         ).to_xcom()
+
+
+def _preview_lines(pending: ToWrite, run_id: str) -> list[Line]:
+    """The preview lines write-back writes: decided rows, and the rows batches left or could not process."""
+    decided = pending.decided
+    line = dict(zip((s.row for s in decided.statuses), decided.lines, strict=True))
+    phones: dict[int, str] = {}
+    for batch in pending.batches:
+        line |= zip((r.row for r in batch.rows), batch.lines, strict=True)
+        phones |= {r.row: r.phone for r in batch.rows}
+    return [preview_line(line[s.row], s, phones.get(s.row), run_id) for s in pending.collected.statuses]
 
 
 def _status_cells(config: RegionConfig, run_id: str, statuses: list[Status]) -> list[StatusCell]:
@@ -321,14 +378,19 @@ def _status_cells(config: RegionConfig, run_id: str, statuses: list[Status]) -> 
 
 
 def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
-    """Append the report row, log a readable summary, and fail the run if any step or batch failed."""
+    """Append the report row, log a readable summary, and fail the run if any step or batch failed.
+
+    The counts come from the batches' current results (``pipeline.collect.tally``): a rerun report after
+    clearing failed batches counts what they did, whether write-back ran again or not.
+    """
     from phone_sync.sheets.report import append_report
 
     ti, run_id = context["ti"], context["run_id"]
     xcom = RunXCom(ti)
-    written, facts = xcom.write_back(), xcom.facts()
-    problem = written.problem if written else None
-    if written is None:
+    facts, decided, written = xcom.facts(), xcom.decided(public_only=True), xcom.write_back()
+    counted = tally(xcom, decided, xcom.refs()) if decided is not None and written is not None else None
+    problem = counted.problem if counted else None
+    if counted is None:
         failure = xcom.first_failure(UPSTREAM_STEPS)
         problem = f"{failure.task}: {failure.reason}" if failure else "an earlier step did not finish; see the grid"
     try:
@@ -336,8 +398,9 @@ def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
     except ControlsError:  # extract_rows refused them: the problem says why
         controls = None
     values = report_values(
-        written,
+        counted,
         facts,
+        written,
         run_id=run_id,
         logical_date=_logical_moment(context).astimezone(config.zone),
         started=context["dag_run"].start_date,
@@ -359,7 +422,7 @@ def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
         region=config.region,
         **{k.replace(" ", "_"): v for k, v in values.items() if k not in ("link", "run id", "start")},
     )
-    if written is None:
+    if counted is None:
         ti.xcom_push(key=XComKey.REPORT, value=values)
         raise AirflowFailException(f"The run stopped before writing statuses: {problem}")
     if controls is None or not controls.preview:
@@ -368,10 +431,10 @@ def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
         # After the append and before any raise, so a retried report cannot alert twice.
         check_failure_rate(config, values, context)
         send_digest(config, values, context)
-    if written.batches_failed:
+    if counted.failed_labels:
         ti.xcom_push(key=XComKey.REPORT, value=values)  # the run-failure alert reads its counts
         raise AirflowFailException(
-            f"{len(written.batches_failed)} batch(es) failed: {', '.join(written.batches_failed)}. "
+            f"{len(counted.failed_labels)} batch(es) failed: {', '.join(counted.failed_labels)}. "
             "Their rows say 'failed: batch not processed'. Clear those process_batch map indexes "
             "(with downstream) once the server is back."
         )

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from phone_sync.config import SheetsConfig
 from phone_sync.errors import SetupError
 
 from .a1 import cell_range, row_range
-from .hook import SheetsHook
 from .values import as_text
+
+if TYPE_CHECKING:  # the header rules are also used where no Sheets client is loaded (a batch's progress write)
+    from .hook import SheetsHook
 
 log = logging.getLogger(__name__)
 

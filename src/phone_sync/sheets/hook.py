@@ -11,6 +11,7 @@ each exactly one request (retries aside), so request counts can be read off the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 from typing import Any
 
 import google.auth.transport.requests
@@ -20,6 +21,7 @@ from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
 from phone_sync.http.pacing import Backoff, RateLimiter
 from phone_sync.http.retry import HttpRetry
 
+from .access import SheetsAccess
 from .http_client import PUBLIC_SHEETS_URL, PacedHTTPClient
 
 QUOTA_BURST = 3
@@ -194,6 +196,18 @@ class SheetsHook(GoogleBaseHook):
         """``spreadsheets.batchUpdate`` with one ``appendDimension``: ``length`` more ``ROWS`` or ``COLUMNS``."""
         body = {"requests": [{"appendDimension": {"sheetId": sheet_id, "dimension": dimension, "length": length}}]}
         return self._http.batch_update(spreadsheet_id, body)
+
+    def shared_access(self) -> SheetsAccess | None:
+        """The API URL and the access token the client uses now, for the batches' progress writes
+        (``sheets.access``); None before the client has a token."""
+        credentials = getattr(self._http, "auth", None)
+        token = getattr(credentials, "token", None)
+        if self._get_field("is_anonymous"):
+            return SheetsAccess(self.api_url, None, 0.0)
+        expiry = getattr(credentials, "expiry", None)  # naive UTC, as google-auth keeps it
+        if not token or expiry is None:
+            return None
+        return SheetsAccess(self.api_url, token, expiry.replace(tzinfo=UTC).timestamp())
 
     @property
     def request_count(self) -> int:

@@ -33,12 +33,12 @@ class StatusCell:
 
 
 @dataclass(frozen=True, slots=True)
-class _Placed:
+class Placed:
     row: int  # where it is written now
     cell: StatusCell
 
 
-def place(cells: list[StatusCell], current: list[object], first_row: int) -> tuple[list[_Placed], list[StatusCell]]:
+def place(cells: list[StatusCell], current: list[object], first_row: int) -> tuple[list[Placed], list[StatusCell]]:
     """Match each status to the row that holds its identifier now.
 
     ``current`` is the identifier column as re-read, starting at sheet row ``first_row``. The statuses of
@@ -63,7 +63,7 @@ def place(cells: list[StatusCell], current: list[object], first_row: int) -> tup
     ordered = sorted(cells, key=attrgetter("row"))
     ordered.sort(key=attrgetter("identifier"))
 
-    placed: list[_Placed] = []
+    placed: list[Placed] = []
     lost: list[StatusCell] = []
     for identifier, run in groupby(ordered, key=attrgetter("identifier")):
         group = list(run)
@@ -78,7 +78,7 @@ def place(cells: list[StatusCell], current: list[object], first_row: int) -> tup
             if row is None:
                 lost.append(cell)
             else:
-                placed.append(_Placed(row, cell))
+                placed.append(Placed(row, cell))
     placed.sort(key=attrgetter("row"))
     lost.sort(key=attrgetter("row"))
     return placed, lost
@@ -134,7 +134,7 @@ def _blocks(columns: list[int]) -> list[list[int]]:
 
 
 def value_ranges(
-    worksheet: str, placed: list[_Placed], columns: dict[str, int], run_id: str | None, run_time: datetime | None
+    worksheet: str, placed: list[Placed], columns: dict[str, int], run_id: str | None, run_time: datetime | None
 ) -> list[dict[str, object]]:
     """Contiguous rows merged into ranges, one per run of rows and block of adjacent columns."""
     time_text = run_time.isoformat(sep=" ", timespec="seconds") if run_time else None
@@ -208,3 +208,22 @@ def chunk_by_payload(ranges: list[dict[str, object]], limit: int) -> Iterator[li
             size += piece_size
     if batch:
         yield batch
+
+
+def in_place(cells: list[StatusCell], current: dict[int, str]) -> tuple[list[Placed], list[StatusCell]]:
+    """Each status whose row still holds its identifier (``current``: row -> identifier as re-read), and the
+    rest. No following of moved rows: that needs the whole column, and write-back does it."""
+    placed = [Placed(cell.row, cell) for cell in cells if current.get(cell.row, "") == cell.identifier]
+    kept = {p.row for p in placed}
+    return sorted(placed, key=attrgetter("row")), [cell for cell in cells if cell.row not in kept]
+
+
+def row_spans(rows: list[int], gap: int) -> list[tuple[int, int]]:
+    """Sorted ``rows`` as (first, last) spans, merging spans less than ``gap`` rows apart: few ranges to read."""
+    spans: list[tuple[int, int]] = []
+    for row in sorted(set(rows)):
+        if spans and row - spans[-1][1] <= gap:
+            spans[-1] = (spans[-1][0], row)
+        else:
+            spans.append((row, row))
+    return spans

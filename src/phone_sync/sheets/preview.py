@@ -1,25 +1,30 @@
 """A preview run's decisions, in a worksheet of their own that each preview replaces.
 
 The status column is never touched by a preview: operators read the decisions beside the sheet, and the
-next live run starts from the same statuses. Two requests (clear, then write), four the first time (the
-clear finds no tab, which is added).
+next live run starts from the same statuses. ``extract_rows`` empties the worksheet (adding it the first
+time) and sizes it for the run's rows; then every batch writes its lines as it finishes, and write-back
+the rest, each line at the place ``clean_phones`` gave it (the run's rows in sheet order), so the
+worksheet fills in while the run moves and never needs sorting.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from itertools import groupby
 
 from gspread.exceptions import APIError
 
 from phone_sync.config import SheetsConfig
 
-from .a1 import quote_sheet
+from .a1 import cell_range, quote_sheet
 from .errors import explains_setup_errors
 from .hook import SheetsHook
 
 log = logging.getLogger(__name__)
 
 PREVIEW_HEADER = ("row", "identifier", "phone to write", "decision", "run id")
+WIDTH = len(PREVIEW_HEADER)
 
 
 def _missing_tab(exc: APIError) -> bool:
@@ -27,25 +32,52 @@ def _missing_tab(exc: APIError) -> bool:
 
 
 @explains_setup_errors
-def write_preview(hook: SheetsHook, sheets: SheetsConfig, lines: list[list[object]]) -> int:
-    """Replace the preview worksheet with a header and ``lines``; returns the Sheets requests it took."""
+def prepare_preview(hook: SheetsHook, sheets: SheetsConfig, lines: int) -> int:
+    """Empty the preview worksheet (add it when missing), room for ``lines`` lines and the header; returns the
+    Sheets requests it took (three, four the first time)."""
     before = hook.request_count
     tab = quote_sheet(sheets.preview_worksheet)
-    values = [list(PREVIEW_HEADER), *lines]
+    rows = lines + 1
     try:
-        hook.clear_values(sheets.spreadsheet_id, f"{tab}!A:{chr(ord('A') + len(PREVIEW_HEADER) - 1)}")
+        hook.clear_values(sheets.spreadsheet_id, f"{tab}!A:{chr(ord('A') + WIDTH - 1)}")
     except APIError as exc:
         if not _missing_tab(exc):
             raise
-        hook.add_sheet(
-            sheets.spreadsheet_id,
-            sheets.preview_worksheet,
-            rows=len(values),
-            columns=len(PREVIEW_HEADER),
-            frozen_rows=1,
-        )
+        hook.add_sheet(sheets.spreadsheet_id, sheets.preview_worksheet, rows=rows, columns=WIDTH, frozen_rows=1)
         log.info("Created preview worksheet %r", sheets.preview_worksheet)
-    # After the clear the table is empty: the append writes from A1 and grows the grid as needed.
-    hook.append_values(sheets.spreadsheet_id, f"{tab}!A1", values, insert_data_option="OVERWRITE")
+    else:
+        _ensure_rows(hook, sheets, rows)
+    hook.batch_update_values(sheets.spreadsheet_id, line_ranges(sheets.preview_worksheet, [(1, list(PREVIEW_HEADER))]))
+    return hook.request_count - before
+
+
+def _ensure_rows(hook: SheetsHook, sheets: SheetsConfig, rows: int) -> None:
+    for sheet in hook.get_spreadsheet(sheets.spreadsheet_id).get("sheets", []):
+        props = sheet.get("properties", {})
+        if props.get("title") == sheets.preview_worksheet:
+            have = int(props.get("gridProperties", {}).get("rowCount", 0))
+            if have < rows:
+                hook.append_dimension(sheets.spreadsheet_id, props["sheetId"], "ROWS", rows - have)
+            return
+
+
+def line_ranges(worksheet: str, lines: Sequence[tuple[int, list[object]]]) -> list[dict[str, object]]:
+    """``(line, values)`` pairs as value ranges, one per run of consecutive lines."""
+    ordered = sorted(lines, key=lambda item: item[0])
+    ranges: list[dict[str, object]] = []
+    for _, run in groupby(enumerate(ordered), key=lambda pair: pair[1][0] - pair[0]):
+        block = [line for _, line in run]
+        first, last = block[0][0], block[-1][0]
+        ranges.append({"range": cell_range(worksheet, 1, first, WIDTH, last), "values": [v for _, v in block]})
+    return ranges
+
+
+@explains_setup_errors
+def write_preview_lines(hook: SheetsHook, sheets: SheetsConfig, lines: Sequence[tuple[int, list[object]]]) -> int:
+    """Write ``(line, values)`` pairs into the prepared preview worksheet; returns the requests it took."""
+    if not lines:
+        return 0
+    before = hook.request_count
+    hook.batch_update_values(sheets.spreadsheet_id, line_ranges(sheets.preview_worksheet, lines))
     log.info("Wrote %d preview decisions to worksheet %r", len(lines), sheets.preview_worksheet)
     return hook.request_count - before

@@ -17,7 +17,7 @@ from phone_sync.config import SheetsConfig
 
 from .a1 import cell_range
 from .errors import SheetsSetupError, explains_setup_errors
-from .headers import MissingHeaderError, read_header, require
+from .headers import HeaderRow, MissingHeaderError, read_header, require
 from .hook import SheetsHook
 from .values import CellValue, as_date, as_text, is_empty
 
@@ -44,6 +44,7 @@ class SheetTable:
 
     rows: list[SheetRow]
     columns: dict[str, int]  # field -> 1-based column on the header row when the rows were read
+    header: HeaderRow  # the header row as read
 
 
 def read_rows(hook: SheetsHook, sheets: SheetsConfig) -> list[SheetRow]:
@@ -90,7 +91,7 @@ def read_table(hook: SheetsHook, sheets: SheetsConfig, rows: tuple[int, int] | N
         max((len(c) for c in columns.values()), default=0) - len(found),
         hook.request_counts(),
     )
-    return SheetTable(found, wanted)
+    return SheetTable(found, wanted, header)
 
 
 @explains_setup_errors

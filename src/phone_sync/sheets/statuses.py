@@ -27,7 +27,7 @@ from .hook import SheetsHook
 from .placement import MAX_PAYLOAD_BYTES, StatusCell, chunk_by_payload, place, value_ranges
 from .values import as_text
 
-__all__ = ["StatusCell", "StatusWriteError", "WriteResult", "write_statuses"]
+__all__ = ["StatusCell", "StatusWriteError", "WriteResult", "add_write_columns", "write_statuses"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,17 @@ def _read_identity(
         sheets.spreadsheet_id, cell_range(sheets.worksheet, column, first), major_dimension="COLUMNS"
     )
     return header, (values or [[]])[0]
+
+
+@explains_setup_errors
+def add_write_columns(hook: SheetsHook, sheets: SheetsConfig, header: HeaderRow) -> dict[str, int]:
+    """The write fields' columns, adding the headers the worksheet lacks now (one request, two more when the
+    grid must widen), so the batches find them when they write their progress."""
+    columns, new_headers = plan_write_columns(header, sheets)
+    if new_headers:
+        ensure_grid_columns(hook, sheets, max(columns.values()))
+        hook.batch_update_values(sheets.spreadsheet_id, new_headers)
+    return columns
 
 
 @explains_setup_errors

@@ -45,6 +45,18 @@ def airflow_db() -> None:
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
 
 
+def _forget_shared_state() -> None:
+    """A new region's world starts without what earlier tests' runs shared through Airflow Variables (tokens,
+    the Sheets quota ledger): their servers are gone, and a ledger would hold their minute's requests."""
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(Variable).filter(Variable.key.like("phone\\_sync\\_\\_%", escape="\\")).delete(
+            synchronize_session=False
+        )
+
+
 @pytest.fixture
 def make_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: None) -> Iterator[MakeRegion]:
     """Start a region's local servers for a scenario and point its Airflow connections at them.
@@ -55,6 +67,7 @@ def make_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: Non
     """
     regions = tmp_path / "regions"
     monkeypatch.setenv(REGIONS_DIR_ENV, str(regions))
+    _forget_shared_state()
     with ExitStack() as stack:
 
         def start(

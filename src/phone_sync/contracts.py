@@ -171,6 +171,8 @@ class BatchRow:
     phone: str = field(repr=False)  # cleaned and formatted per PhoneRules.output_format
     effective: date  # the row's feed date, else the run's logical date
     note: str | None = None  # a cleaning note shown in the status (``used number 1 of 2 in the cell``)
+    # Other rows of this run hold the identifier too: their statuses are placed together, by write-back.
+    repeated: bool = False
 
 
 class BatchRef(Contract):

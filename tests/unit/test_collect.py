@@ -1,4 +1,4 @@
-"""Gathering a run's statuses for write-back from its XCom: what is read, and what each row gets."""
+"""The end of a run read from its XCom: what write-back still writes, and what the report counts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from bench.child import FakeTaskInstance
 from phone_sync.contracts import (
     Batch,
+    BatchRef,
     BatchResult,
     BatchRow,
     Decided,
@@ -17,8 +18,8 @@ from phone_sync.contracts import (
     batch_key,
 )
 from phone_sync.crypto import Sealer, new_key
-from phone_sync.outcomes import Outcome, Reason, Status
-from phone_sync.pipeline.collect import collect_statuses, gather
+from phone_sync.outcomes import Outcome, Reason, Status, count
+from phone_sync.pipeline.collect import collect_statuses, tally, to_write
 from phone_sync.pipeline.run_xcom import RunXCom
 
 SEALER = Sealer.from_text(new_key())
@@ -46,17 +47,29 @@ def batch(index: int, rows: range) -> Batch:
 
 
 def run_store(
-    batches: list[Batch], results: dict[int, list[Status]], failures: dict[int, Failure]
+    batches: list[Batch],
+    results: dict[int, tuple[list[Status], list[int]]],
+    failures: dict[int, Failure],
 ) -> CountingTaskInstance:
-    """A run's XCom as the tasks before write-back leave it: batches, decided statuses, results, failures."""
+    """A run's XCom as the tasks before write-back leave it: batches and their refs, decided statuses, results
+    (statuses and the rows each left unwritten), failures."""
     store: dict[tuple[str, str, int], Any] = {}
     clean = FakeTaskInstance(store, TaskId.CLEAN)
     for b in batches:
         clean.xcom_push(batch_key(b.index), b.to_xcom(SEALER))
+    refs = [BatchRef(index=b.index, label=b.label, size=len(b.rows)).to_xcom() for b in batches]
+    clean.xcom_push("return_value", refs)
     decided = [Status(row=1000, identifier="x", outcome=Outcome.INVALID_PHONE, reason=Reason.INVALID_PHONE)]
-    clean.xcom_push(XComKey.DECIDED, Decided(statuses=decided, batches=len(batches)).to_xcom(SEALER))
-    for index, statuses in results.items():
-        result = BatchResult(index=index, statuses=statuses, stats={"requests_search": 5.0, "requests_batch": 1.0})
+    clean.xcom_push(XComKey.DECIDED, Decided(statuses=decided, counts=count(decided)).to_xcom(SEALER))
+    for index, (statuses, left) in results.items():
+        result = BatchResult(
+            index=index,
+            statuses=statuses,
+            counts=count(statuses),
+            left=left,
+            stats={"requests_search": 5.0, "requests_batch": 1.0},
+            sheets_requests=0 if len(left) == len(statuses) else 2,
+        )
         FakeTaskInstance(store, TaskId.BATCH, index).xcom_push("return_value", result.to_xcom(SEALER))
     for index, failure in failures.items():
         FakeTaskInstance(store, TaskId.BATCH, index).xcom_push(XComKey.FAILURE, failure.to_xcom())
@@ -67,59 +80,76 @@ def updated(b: Batch) -> list[Status]:
     return [Status(row=r.row, identifier=r.identifier, outcome=Outcome.UPDATED, batch=b.index) for r in b.rows]
 
 
-def test_a_clean_run_opens_no_batch_and_keeps_every_status() -> None:
-    batches = [batch(0, range(2, 5)), batch(1, range(5, 8))]
-    ti = run_store(batches, {0: updated(batches[0]), 1: updated(batches[1])}, {})
-    xcom = RunXCom(ti, SEALER)
+def opened(xcom: RunXCom) -> Decided:
     decided = xcom.decided()
     assert decided is not None
+    return decided
 
-    gathered = gather(xcom, decided)
+
+def test_write_back_writes_decided_statuses_and_only_what_batches_left() -> None:
+    batches = [batch(0, range(2, 5)), batch(1, range(5, 8))]
+    ti = run_store(batches, {0: (updated(batches[0]), []), 1: (updated(batches[1]), [6, 7])}, {})
+    xcom = RunXCom(ti, SEALER)
+
+    pending = to_write(xcom, opened(xcom), xcom.refs())
 
     assert not [key for key in ti.pulled if key.startswith("batch_")], "no batch's rows are read when all succeeded"
-    collected = gathered.collected
-    assert [s.row for s in collected.statuses] == [1000, 2, 3, 4, 5, 6, 7]
+    collected = pending.collected
+    assert [s.row for s in collected.statuses] == [1000, 6, 7], "what batch 0 wrote live is not written again"
     assert collected.failed_labels == []
     assert collected.not_processed == []
-    assert collected.fhir_requests == 12
 
 
 def test_a_failed_batch_opens_only_its_own_rows_and_says_why() -> None:
     batches = [batch(0, range(2, 5)), batch(1, range(5, 8)), batch(2, range(8, 10))]
     refused = Failure(task=TaskId.BATCH, reason="connection 'fhir_demo': credentials refused", setup=True)
-    ti = run_store(batches, {0: updated(batches[0]), 2: updated(batches[2])}, {1: refused})
+    ti = run_store(batches, {0: (updated(batches[0]), [2, 3, 4]), 2: (updated(batches[2]), [])}, {1: refused})
     xcom = RunXCom(ti, SEALER)
-    decided = xcom.decided()
-    assert decided is not None
 
-    gathered = gather(xcom, decided)
+    pending = to_write(xcom, opened(xcom), xcom.refs())
 
     assert [key for key in ti.pulled if key.startswith("batch_")] == [batch_key(1)]
-    collected = gathered.collected
+    collected = pending.collected
     assert collected.failed_labels == ["rows 5-7"]
     assert [(s.row, s.reason, s.detail) for s in collected.not_processed] == [
         (row, Reason.BATCH_NOT_PROCESSED, refused.reason) for row in (5, 6, 7)
     ]
     assert collected.problem == f"process_batch: {refused.reason}"
-    assert sorted(s.row for s in collected.statuses) == [2, 3, 4, 5, 6, 7, 8, 9, 1000]
+    assert sorted(s.row for s in collected.statuses) == [2, 3, 4, 5, 6, 7, 1000]
 
 
-def test_a_preview_opens_every_batch_for_its_phones() -> None:
+def test_a_preview_opens_the_batches_whose_lines_are_left_for_their_phones() -> None:
     batches = [batch(0, range(2, 5)), batch(1, range(5, 8))]
-    ti = run_store(batches, {0: updated(batches[0]), 1: updated(batches[1])}, {})
+    ti = run_store(batches, {0: (updated(batches[0]), []), 1: (updated(batches[1]), [5, 6, 7])}, {})
     xcom = RunXCom(ti, SEALER)
-    decided = xcom.decided()
+
+    pending = to_write(xcom, opened(xcom), xcom.refs(), preview=True)
+
+    assert [b.index for b in pending.batches] == [1]
+
+
+def test_the_report_counts_current_results_without_the_key() -> None:
+    batches = [batch(0, range(2, 5)), batch(1, range(5, 8)), batch(2, range(8, 10))]
+    outage = Failure(task=TaskId.BATCH, reason="FHIR server answered HTTP 503 after 5 attempts")
+    ti = run_store(batches, {0: (updated(batches[0]), []), 2: (updated(batches[2]), [8, 9])}, {1: outage})
+    xcom = RunXCom(ti)  # no sealer: nothing sealed may be opened
+    decided = xcom.decided(public_only=True)
     assert decided is not None
 
-    gathered = gather(xcom, decided, every_batch=True)
+    counted = tally(xcom, decided, xcom.refs())
 
-    assert [b.index for b in gathered.batches] == [0, 1]
-    assert gathered.collected.failed_labels == []
+    assert counted.counts[Outcome.UPDATED] == 5
+    assert counted.counts[Outcome.FAILED] == 3, "the failed batch's rows"
+    assert counted.counts[Outcome.INVALID_PHONE] == 1
+    assert counted.failed_labels == ["rows 5-7"]
+    assert counted.problem is None, "an outage is not a set-up problem"
+    assert (counted.written_live, counted.fhir_requests, counted.sheets_requests) == (3, 12, 2)
+    assert not [key for key in ti.pulled if key.startswith("batch_")]
 
 
 def test_a_batch_without_result_or_recorded_failure_still_gets_a_status() -> None:
     b = batch(0, range(2, 4))
-    decided = Decided(statuses=[], batches=1)
+    decided = Decided(statuses=[], counts={})
     collected = collect_statuses(decided, [b], [])
     assert [s.detail for s in collected.not_processed] == ["task failed", "task failed"]
     assert collected.problem is None, "an outage is not a set-up problem"

@@ -53,7 +53,12 @@ def clean_and_batch(
         ranked = sorted(candidates, key=lambda c: (c[0].feed_date or date.min, c[0].row))
         winner, phone, note = ranked[-1]
         effective = winner.feed_date or fallback_date
-        winners.append(BatchRow(row=winner.row, identifier=identifier, phone=phone, effective=effective, note=note))
+        repeated = len(candidates) > 1
+        winners.append(
+            BatchRow(
+                row=winner.row, identifier=identifier, phone=phone, effective=effective, note=note, repeated=repeated
+            )
+        )
         decided.extend(
             _failed(loser, identifier, Outcome.SKIPPED, Reason.SUPERSEDED, str(winner.row))
             for loser, _, _ in ranked[:-1]

@@ -39,8 +39,11 @@ def batch_progress(
     """Write the batch's statuses (a preview: its lines) now if the quota allows; what is left, write-back writes."""
     lines = _lines(batch, statuses, context["run_id"]) if preview else []
     rows = [status.row for status in statuses]
+    # An identifier on several rows of the run: its statuses are placed together, so write-back writes them.
+    alone = [cell for cell, row in zip(cells, batch.rows, strict=True) if not row.repeated]
     try:
-        progress = _live(config, context, facts, cells, lines, sealer, preview=preview)
+        progress = _live(config, context, facts, alone, lines, sealer, preview=preview)
+        progress.left += [cell.row for cell, row in zip(cells, batch.rows, strict=True) if row.repeated]
     except Exception as exc:  # best effort: never fail a batch whose FHIR work is done for a progress write
         progress = Progress(reason=f"progress write failed ({type(exc).__name__})")
     if preview:  # the preview's lines go or stay together

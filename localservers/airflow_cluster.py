@@ -355,6 +355,22 @@ class AirflowCluster:
         }
         return self.api("POST", f"/dags/{dag_id}/clearTaskInstances", json=body)["task_instances"]
 
+    def clear_run(self, dag_id: str, run_id: str, *, only_failed: bool = True) -> list[Any]:
+        """The run's Clear dialog: every task of the run, or (``only_failed``) only those that failed."""
+        body = {"dry_run": False, "only_failed": only_failed}
+        return self.api("POST", f"/dags/{dag_id}/dagRuns/{run_id}/clear", json=body)["task_instances"]
+
+    def kill_task_process(self, ti_id: str) -> bool:
+        """SIGKILL the process running task instance ``ti_id`` (its title is ``airflow worker -- <id>``), as a
+        worker dying would; False when no such process runs (the task already finished)."""
+        import psutil
+
+        for process in psutil.process_iter(["cmdline"]):
+            if ti_id in " ".join(process.info["cmdline"] or []):
+                process.kill()
+                return True
+        return False
+
     def backfill(self, dag_id: str, from_date: str, to_date: str, **options: Any) -> dict[str, Any]:
         body = {
             "dag_id": dag_id,

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
@@ -111,8 +112,13 @@ def _outage_identifiers(scenario: Scenario, near: tuple[int, ...]) -> dict[int, 
     return picked
 
 
-def outage_then_clear(world: World, name: str, shots: str = "") -> dict[str, Any]:
-    """503s for two batches: they fail after retries, the rest is written; clearing them completes the run."""
+def outage_then_clear(world: World, name: str, shots: str = "", *, only_failed: bool = False) -> dict[str, Any]:
+    """503s for two batches: they fail after retries, the rest is written; clearing them completes the run.
+
+    The operator clears the failed map indexes with downstream tasks; or (``only_failed``) the run's failed
+    tasks only, from the run's Clear dialog: then write-back, which succeeded, does not run again, and the
+    cleared batches write their statuses themselves.
+    """
     cluster, region, scenario = world.cluster, world.regions[name], world.scenarios[name]
     dag_id = _start(world, name)
     last_row = max(scenario.expected)
@@ -155,14 +161,19 @@ def outage_then_clear(world: World, name: str, shots: str = "") -> dict[str, Any
         screenshot(cluster, f"/dags/{dag_id}/runs/{run_id}", f"{shots}-failed-batches")
 
     # The outage ends; meanwhile the deployment rotated its PHI key (new first, old kept). The operator clears
-    # only the failed map indexes, with downstream: their inputs, sealed with the old key, still open.
+    # the failed map indexes: their inputs, sealed with the old key, still open.
     region.clear_fhir_faults()
     world.rotate_phi_key()
     indexes = [ti["map_index"] for ti in failed]
-    cleared = cluster.clear_map_indexes(dag_id, run_id, "process_batch", indexes)
+    if only_failed:
+        cleared = cluster.clear_run(dag_id, run_id, only_failed=True)
+        downstream = {"process_batch", "run_report"}  # write-back succeeded: it is not cleared
+    else:
+        cleared = cluster.clear_map_indexes(dag_id, run_id, "process_batch", indexes)
+        downstream = {"process_batch", "write_back_statuses", "run_report"}
     cleared_keys = {(ti["task_id"], ti["map_index"]) for ti in cleared}
     assert cleared_keys >= {("process_batch", i) for i in indexes}, cleared_keys
-    assert {k[0] for k in cleared_keys} == {"process_batch", "write_back_statuses", "run_report"}, cleared_keys
+    assert {k[0] for k in cleared_keys} == downstream, cleared_keys
     assert {k[1] for k in cleared_keys if k[0] == "process_batch"} == set(indexes), "other batches were cleared"
 
     run = cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
@@ -175,11 +186,56 @@ def outage_then_clear(world: World, name: str, shots: str = "") -> dict[str, Any
     assert_fhir(region, scenario)  # every updated patient at versionId 2: written exactly once
     reports = report_for(region, run_id)
     assert len(reports) == 2, reports
-    assert_report(reports[-1], scenario)
+    assert_report(reports[-1], scenario)  # counts what the cleared batches did, not the first run's counts
     if shots:
         screenshot(cluster, f"/dags/{dag_id}/runs/{run_id}", f"{shots}-after-clear")
         screenshot(cluster, f"/dags/{dag_id}/runs/{run_id}/tasks/process_batch/mapped", f"{shots}-mapped-batches")
     return {"run_id": run_id, "failed_indexes": indexes, "batches": tis}
+
+
+# --- 2b. the sheet fills in while batches run; a killed batch process is retried -----------------------
+
+
+def statuses_appear_while_batches_run(world: World, name: str) -> dict[str, Any]:
+    """Through the scheduler: each finished batch's statuses are in the sheet before write-back starts (the
+    operators' live view). A batch whose task process is killed, as a dying worker would, is retried and its
+    rows end right; nothing is written twice."""
+    cluster, region, scenario = world.cluster, world.regions[name], world.scenarios[name]
+    dag_id = _start(world, name)
+    region.fhir_faults(latency_ms=250)  # a slow national gateway: a batch takes seconds
+    run_id = cluster.trigger(dag_id)
+    seen: list[tuple[float, int]] = []  # (time, statuses in the sheet)
+    killed = None
+    deadline = time.time() + RUN_TIMEOUT
+    while time.time() < deadline:
+        sheet = read_sheet(region)
+        seen.append((time.time(), sum(1 for row in scenario.expected if sheet.status(row, region.config))))
+        tis = cluster.task_instances(dag_id, run_id)
+        running = [ti for ti in tis if ti["task_id"] == "process_batch" and ti["state"] == "running"]
+        if killed is None and running and any(count for _, count in seen):
+            victim = running[-1]
+            if cluster.kill_task_process(victim["id"]):
+                killed = victim["map_index"]
+        if cluster.run(dag_id, run_id)["state"] in ("success", "failed"):
+            break
+        time.sleep(0.3)
+    run = cluster.run(dag_id, run_id)
+    assert run["state"] == "success", f"run {run_id} {run['state']}: {_states(world, dag_id, run_id)}"
+    tis = cluster.task_instances(dag_id, run_id)
+    write_back = next(ti for ti in tis if ti["task_id"] == "write_back_statuses")
+    first = next((at for at, count in seen if count), None)
+    assert first is not None, "no status was in the sheet before the run ended"
+    assert first < parse_time(write_back["start_date"]).timestamp(), "statuses appeared only with write-back"
+    assert killed is not None, "no batch process was running to kill"
+    [retried] = [ti for ti in tis if ti["task_id"] == "process_batch" and ti["map_index"] == killed]
+    assert retried["try_number"] == 2, retried
+    region.clear_fhir_faults()
+    assert_statuses(region, scenario)
+    assert_fhir(region, scenario)  # written exactly once, the killed batch's patients included
+    [report] = report_for(region, run_id)
+    assert_report(report, scenario)
+    assert report["statuses written live"] > 0, report
+    return {"run_id": run_id, "killed": killed, "seen": seen}
 
 
 def _only(scenario: Scenario, rows: set[int]) -> Scenario:

@@ -61,6 +61,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, alerts: WebhookSink) -> Iter
             {"alerts": {"webhook_conn_id": ALERTS_CONN_ID, "on_batch_failure": False, "failure_rate_threshold": None}},
         ),
         RegionSpec("e2e_preview", generate(250, seed=20)),
+        # No room for progress writes (18 a minute, all kept for the run's own steps and races): the batches a
+        # clear reruns after write-back succeeded must write their own statuses.
+        RegionSpec("e2e_only_failed", generate(600, seed=21), {"sheets": {"requests_per_minute": 18}}),
+        RegionSpec("e2e_live", generate(500, seed=22)),
     ]
     env = {conn_env_name(ALERTS_CONN_ID): alerts.connection()}
     with running_world(tmp_path_factory.mktemp("e2e-local"), specs, env, executor="LocalExecutor") as started:
@@ -73,6 +77,14 @@ def test_triggered_run_completes(world: World) -> None:
 
 def test_outage_then_clear_failed_map_indexes(world: World) -> None:
     scenarios.outage_then_clear(world, "e2e_outage", shots="grid")
+
+
+def test_outage_then_clear_the_runs_failed_tasks_only(world: World) -> None:
+    scenarios.outage_then_clear(world, "e2e_only_failed", only_failed=True)
+
+
+def test_statuses_appear_while_batches_run_and_a_killed_batch_is_retried(world: World) -> None:
+    scenarios.statuses_appear_while_batches_run(world, "e2e_live")
 
 
 def test_backfill_after_outage(world: World) -> None:

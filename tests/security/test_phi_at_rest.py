@@ -90,10 +90,10 @@ def test_xcom_holds_ciphertext_and_readable_labels(make_region: MakeRegion, tmp_
 
     refs = value("clean_phones", "return_value")
     assert len(refs) == 2
-    assert all(set(ref) == {"contract", "v", "index", "label"} for ref in refs), "the mapped input holds no rows"
+    assert all(set(ref) == {"contract", "v", "index", "label", "size"} for ref in refs), "mapped input holds no rows"
     assert all(re.fullmatch(r"rows \d+-\d+", ref["label"]) for ref in refs), "labels stay readable for the grid"
     batches = [value("clean_phones", batch_key(ref["index"])) for ref in refs]
-    assert all(set(b) == {"contract", "v", "index", "label", "sealed"} for b in batches)
+    assert all(set(b) == {"contract", "v", "index", "label", "lines", "sealed"} for b in batches)
     report = value("run_report", "return_value")
     assert report["rows read"] == len([r for r in scenario.rows if r[0]])
 

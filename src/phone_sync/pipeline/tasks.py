@@ -13,6 +13,7 @@ load the FHIR models.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from phone_sync.sheets.headers import HeaderRow
     from phone_sync.sheets.hook import SheetsHook
     from phone_sync.sheets.statuses import StatusCell
+
+log = logging.getLogger(__name__)
 
 # The steps before write-back, in order: the first of them that failed is the run's cause.
 UPSTREAM_STEPS = (TaskId.EXTRACT, TaskId.CLEAN, TaskId.WRITE_BACK)
@@ -180,8 +183,11 @@ def _ready_for_progress(
     else:
         columns = add_write_columns(hook, config.sheets, header)
     access = hook.shared_access()
-    if access is not None:
-        AccessStore(config.sheets.conn_id, sealer).save(access)
+    try:
+        if access is not None:
+            AccessStore(config.sheets.conn_id, sealer).save(access)
+    except Exception as exc:  # the batches then leave their statuses to write-back; the run goes on
+        log.warning("Sheets access not shared with the batches (%s): write-back writes it all", type(exc).__name__)
     return columns
 
 

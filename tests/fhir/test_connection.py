@@ -11,9 +11,10 @@ import requests
 from localservers.fhir.seed import make_patient
 from phone_sync.config import PhoneRules
 from phone_sync.fhir.client import FhirClient
-from phone_sync.fhir.connection import base_url, is_loopback
+from phone_sync.fhir.connection import base_url
 from phone_sync.fhir.errors import FhirConfigError
 from phone_sync.fhir.hook import FhirHook
+from phone_sync.http.urls import is_loopback
 from tests.fhir.helpers import (
     CLIENT_SECRET,
     TOKEN,
@@ -123,7 +124,7 @@ def test_env_connection_is_resolved_outside_a_task(monkeypatch: pytest.MonkeyPat
     hook = FhirHook(conn)
     assert hook.base_url == "https://fhir.example.id/fhir"
     assert hook.settings.auth_type == "bearer"
-    assert hook.settings.timeout == 7
+    assert hook.settings.extras.timeout == 7
     assert TOKEN not in repr(hook.settings)
 
 

@@ -212,3 +212,22 @@ def test_the_test_button_does_not_wait_out_a_token_rate_limit(
     assert "rate limit" in message
     assert "try again" in message
     assert server.stats()["token_refusals"] == {"rate_limited": 1}, "asked once, then answered"
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"host": "http://fhir.example.id/fhir"}, "FHIR base URL must use https"),
+        ({"host": "https://fhir.example.id", "extra": {"timeout": "30s"}}, "extra timeout must be a number"),
+        ({"host": "https://fhir.example.id", "extra": {"auth_type": "oauth2"}}, "auth_type 'oauth2' needs extra"),
+    ],
+)
+def test_the_test_button_explains_a_connection_it_cannot_read_without_its_id(
+    fields: dict[str, object], said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow tests a copy under a random id (here ``Xq7rAnd0``): the message must not name it."""
+    conn = set_connection(monkeypatch, "Xq7rAnd0", password=TOKEN, **fields)
+    ok, message = FhirHook(conn).test_connection()
+    assert not ok
+    assert message.startswith(said)
+    assert "Xq7rAnd0" not in message

@@ -35,7 +35,7 @@ import tenacity
 from phone_sync.errors import SetupError
 from phone_sync.http.pacing import RETRYABLE_STATUS, Backoff, RateLimiter, parse_retry_after
 from phone_sync.http.secrets import mask_authorization, mask_secret, mask_url
-from phone_sync.http.urls import origin, show_origin
+from phone_sync.http.urls import redirect_refusal
 
 log = logging.getLogger(__name__)
 
@@ -242,10 +242,10 @@ class HttpRetry:
                 return response
             target = urljoin(url, response.headers["Location"])
             response.close()
-            refusal = _off_origin(url, target)
+            refusal = redirect_refusal(url, target)
             if refusal:
                 raise RedirectRefused(
-                    f"{label}: the server answered HTTP {response.status_code} redirecting {refusal}; "
+                    f"{self.service} {label}: the server answered HTTP {response.status_code} redirecting {refusal}; "
                     "redirects are followed only on the same origin and scheme, so nothing was sent there "
                     "(point the connection at the final address)"
                 )
@@ -256,7 +256,7 @@ class HttpRetry:
                 kwargs = {k: v for k, v in kwargs.items() if k not in BODY_ARGUMENTS}
             kwargs.pop("params", None)  # the Location carries the whole query
             url = target
-        raise RedirectRefused(f"{label}: more than {MAX_REDIRECTS} redirects in a row")
+        raise RedirectRefused(f"{self.service} {label}: more than {MAX_REDIRECTS} redirects in a row")
 
     # tenacity
 
@@ -303,15 +303,6 @@ class HttpRetry:
         log.warning(
             "%s %s: %s, retry %d/%d in %.2fs", self.service, label, problem, attempt, self.backoff.attempts - 1, delay
         )
-
-
-def _off_origin(url: str, target: str) -> str | None:
-    """Why a redirect from ``url`` to ``target`` is not followed (None when it is)."""
-    if origin(url) == origin(target):
-        return None
-    if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
-        return f"from https to plain {show_origin(target)}"
-    return f"to another origin ({show_origin(target)})"
 
 
 def _redirected_method(method: str, status: int) -> str:

@@ -1,9 +1,9 @@
 """The one session factory: every hook and tool gets its ``requests.Session`` here.
 
 What it sets: the project's User-Agent, TLS verification, a connection pool sized for the hook's threads,
-no urllib3 retries (retries are :mod:`phone_sync.http.retry`'s), and ``max_redirects = 0``. Redirects are
-followed by :meth:`~phone_sync.http.retry.HttpRetry.send` only, and only on the same origin; the zero here
-makes any request that bypasses it fail on a redirect instead of following one.
+and no urllib3 retries. Send through :meth:`~phone_sync.http.retry.HttpRetry.send`, never with the session's
+own ``get``/``post``: retries, timeouts, masking and the redirect rule (same origin only; ``requests`` would
+follow any redirect, to any host) live there.
 """
 
 from __future__ import annotations
@@ -31,5 +31,4 @@ def http_session(
     session.headers["User-Agent"] = USER_AGENT
     session.headers.update(headers or {})
     session.verify = verify
-    session.max_redirects = 0
     return session

@@ -50,3 +50,12 @@ def with_default_scheme(address: str, scheme: str = "https") -> str:
     """``address`` as a URL: a bare ``host[:port][/path]`` gets ``scheme``; one with a scheme is kept."""
     address = address.strip()
     return address if "://" in address else f"{scheme}://{address}"
+
+
+def redirect_refusal(url: str, target: str) -> str | None:
+    """Why a redirect from ``url`` to ``target`` is not followed (None when it is: the same origin)."""
+    if origin(url) == origin(target):
+        return None
+    if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
+        return f"from https to plain {show_origin(target)}"
+    return f"to another origin ({show_origin(target)})"

@@ -12,14 +12,11 @@ and the routes.
 
 from __future__ import annotations
 
-import argparse
 import json
-from http.server import ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from localservers.sinks.recorder import API_PATH, Recorder, RecordsHandler, handler_for
+from localservers.sinks.recorder import API_PATH, RecordsHandler, serve
 
 ROUTES_PATH = "/_sink/routes"
 
@@ -27,11 +24,8 @@ ROUTES_PATH = "/_sink/routes"
 class RedirectorHandler(RecordsHandler):
     routes: dict[str, dict[str, Any]] = {}
 
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
     def _answer(self) -> None:
-        body = self._body()
+        body = self.read_body()
         path = urlsplit(self.path).path
         if path == ROUTES_PATH and self.command == "PUT":
             type(self).routes = {**type(self).routes, **json.loads(body or b"{}")}
@@ -74,14 +68,7 @@ class RedirectorHandler(RecordsHandler):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m localservers.sinks.redirector", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--record", type=Path, help="also append each request as a JSON line to this file")
-    args = parser.parse_args(argv)
-    server = ThreadingHTTPServer((args.host, args.port), handler_for(Recorder(args.record), RedirectorHandler))
-    print(f"redirector on http://{args.host}:{args.port}", flush=True)
-    server.serve_forever()
+    serve("localservers.sinks.redirector", __doc__, RedirectorHandler, argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date
+from pathlib import Path
 
 import pytest
 import requests
@@ -27,6 +27,7 @@ from phone_sync.http.retry import MAX_REDIRECTS, HttpRetry, RedirectRefused
 from phone_sync.http.session import http_session
 from phone_sync.http.urls import redirect_refusal
 from phone_sync.pipeline.run_note import API_CONN_ID, note_controls
+from tests.regions import region_file
 
 NIK = "3302011234567890"
 SECRET = "client-secret-never-sent-elsewhere"
@@ -42,6 +43,11 @@ def send(method: str, url: str, **kwargs: object) -> tuple[requests.Response, Ht
 
 def seen(server: Redirector) -> list[tuple[str, str, bool, str]]:
     return [(r["method"], r["path"], r["authorization"], r["body"]) for r in server.received()]
+
+
+@pytest.fixture
+def region(tmp_path: Path) -> RegionConfig:
+    return region_file(tmp_path, region="redirects")
 
 
 def env_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields: object) -> str:
@@ -172,12 +178,12 @@ def test_sheets_api_moved_to_another_origin(
 
 
 def test_a_moved_webhook_gets_no_alert_and_its_url_stays_secret(
-    origin: Redirector, elsewhere: Redirector, monkeypatch: pytest.MonkeyPatch
+    region: RegionConfig, origin: Redirector, elsewhere: Redirector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = "/hook/T000/B000/secret-part"
     conn = env_connection(monkeypatch, "chat_moved", conn_type="http", host=origin.url + path)
     origin.route(path, 307, elsewhere.url + path)
-    alert = run_failed(region(), {"run_id": "manual__1"})
+    alert = run_failed(region, {"run_id": "manual__1"})
 
     refused = r"^webhook 'chat_moved' POST alert run_failed: .*another origin"
     with pytest.raises(AlertDeliveryError, match=refused) as raised:
@@ -189,13 +195,17 @@ def test_a_moved_webhook_gets_no_alert_and_its_url_stays_secret(
 
 
 def test_the_run_note_goes_through_the_http_path(
-    origin: Redirector, elsewhere: Redirector, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    region: RegionConfig,
+    origin: Redirector,
+    elsewhere: Redirector,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     env_connection(monkeypatch, API_CONN_ID, conn_type="http", host=origin.url)
     origin.route("/auth/token", 200, json={"access_token": "api-token-0123456789"})
     context = {"run_id": "manual__1"}
 
-    assert note_controls(region(), context, Controls(mode="preview")) is True
+    assert note_controls(region, context, Controls(mode="preview")) is True
     token, patch = seen(origin)
     assert token[:2] == ("GET", "/auth/token")
     assert patch[:3] == ("PATCH", "/api/v2/dags/phone_sync__redirects/dagRuns/manual__1?update_mask=note", True)
@@ -205,7 +215,7 @@ def test_the_run_note_goes_through_the_http_path(
     origin.route("/auth/token", 200, json={"access_token": "api-token-0123456789"})
     origin.route("/api/v2/dags/phone_sync__redirects/dagRuns/manual__1", 307, f"{elsewhere.url}/api/v2/x")
     with caplog.at_level(logging.WARNING):
-        assert note_controls(region(), context, Controls(mode="preview")) is False
+        assert note_controls(region, context, Controls(mode="preview")) is False
     assert "Run note not set: Airflow API PATCH /api/v2/dags/phone_sync__redirects/dagRuns/manual__1: " in caplog.text
     assert "another origin" in caplog.text
     assert elsewhere.received() == [], "the API token stayed home"
@@ -213,21 +223,25 @@ def test_the_run_note_goes_through_the_http_path(
 
 @pytest.mark.parametrize(("host", "schema"), [("airflow.example", "http"), ("http://airflow.example", None)])
 def test_the_run_note_refuses_plain_http_to_a_remote_api(
-    host: str, schema: str | None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    region: RegionConfig,
+    host: str,
+    schema: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     env_connection(monkeypatch, API_CONN_ID, conn_type="http", host=host, schema=schema, password="api-token-x")
     with caplog.at_level(logging.WARNING):
-        assert note_controls(region(), {"run_id": "manual__1"}, Controls(mode="preview")) is False
+        assert note_controls(region, {"run_id": "manual__1"}, Controls(mode="preview")) is False
     assert "the Airflow API URL must use https" in caplog.text
 
 
 def test_the_run_note_api_defaults_to_https(
-    origin: Redirector, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    region: RegionConfig, origin: Redirector, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A bare host name is reached over https, even on loopback (plain http there only when written)."""
     env_connection(monkeypatch, API_CONN_ID, conn_type="http", host=f"127.0.0.1:{origin.port}", password="api-tok-x")
     with caplog.at_level(logging.WARNING):
-        assert note_controls(region(), {"run_id": "manual__1"}, Controls(mode="preview")) is False
+        assert note_controls(region, {"run_id": "manual__1"}, Controls(mode="preview")) is False
     assert "Run note not set: Airflow API PATCH" in caplog.text
     assert "SSLError after 3 attempts" in caplog.text, "a TLS handshake with the plain-http server"
     assert origin.received() == []
@@ -239,17 +253,3 @@ def test_the_api_client_refuses_plain_http_to_a_remote_host() -> None:
     with pytest.raises(AirflowApiError, match="must use https"):
         AirflowApi("http://airflow.example")
     AirflowApi("http://127.0.0.1:8080").session.close()
-
-
-def region() -> RegionConfig:
-    return RegionConfig.model_validate(
-        {
-            "region": "redirects",
-            "display_name": "Redirects",
-            "owner": "owner@example.org",
-            "schedule": None,
-            "start_date": date(2026, 1, 1),
-            "sheets": {"conn_id": "probe_sheets", "spreadsheet_id": "probe-sheet", "worksheet": "patients"},
-            "fhir": {"conn_id": "probe_fhir", "identifier_system": "https://example.org/nik"},
-        }
-    )

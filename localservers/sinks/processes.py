@@ -10,6 +10,7 @@ import requests
 
 from localservers.process import ServerProcess, free_port
 from localservers.sinks.recorder import API_PATH
+from localservers.sinks.redirector import ROUTES_PATH
 from localservers.sinks.webhook import STATUS_PATH
 
 
@@ -60,3 +61,19 @@ class WebhookSink(_SinkProcess):
     def reply_with(self, status: int) -> None:
         """Make later posts answer ``status`` (500: a broken integration)."""
         requests.put(self.url + STATUS_PATH, json={"status": status}, timeout=5).raise_for_status()
+
+
+class Redirector(_SinkProcess):
+    """``localservers.sinks.redirector``: answers as told (redirects included) and records every request."""
+
+    def __init__(self, log_path: Path | None = None) -> None:
+        super().__init__("localservers.sinks.redirector", log_path=log_path)
+
+    def route(self, path: str, status: int, location: str | None = None, json: Any = None) -> None:
+        """Answer requests to ``path`` with ``status``: a redirect to ``location``, or the ``json`` body."""
+        answer: dict[str, Any] = {"status": status}
+        if location is not None:
+            answer["location"] = location
+        if json is not None:
+            answer["json"] = json
+        requests.put(self.url + ROUTES_PATH, json={path: answer}, timeout=5).raise_for_status()

@@ -3,10 +3,11 @@ and the small HTTP API tests read it through."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,9 @@ class RecordsHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read the records, not the log
         return
 
+    def read_body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
     def reply(self, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
@@ -74,3 +78,15 @@ class RecordsHandler(BaseHTTPRequestHandler):
 def handler_for(recorder: Recorder, base: type[RecordsHandler] = RecordsHandler) -> type[RecordsHandler]:
     """A handler class bound to ``recorder`` (``http.server`` instantiates handlers per request)."""
     return type(base.__name__, (base,), {"recorder": recorder})
+
+
+def serve(module: str, description: str | None, handler: type[RecordsHandler], argv: list[str] | None = None) -> None:
+    """``python -m <module> --port N [--host H] [--record FILE]``: serve ``handler`` until stopped."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--record", type=Path, help="also append each request as a JSON line to this file")
+    args = parser.parse_args(argv)
+    server = ThreadingHTTPServer((args.host, args.port), handler_for(Recorder(args.record), handler))
+    print(f"{module} on http://{args.host}:{args.port}", flush=True)
+    server.serve_forever()

@@ -4,7 +4,9 @@ Airflow knows a connection type only through a provider: this registers ``fhir``
 connection form. Airflow 3.3 renders the form from ``conn-fields`` and ``ui-field-behaviour`` here, without
 importing the hook (a hook's ``get_connection_form_widgets``/``get_ui_field_behaviour`` are deprecated since
 3.2 and not read when these are given). The form writes each field under its own name into the extra JSON,
-which is what :mod:`phone_sync.fhir.connection` reads. Keep this module free of heavy imports.
+which is what :mod:`phone_sync.fhir.connection` reads; its model, :class:`~phone_sync.fhir.connection.FhirExtras`,
+is where the extra fields come from. Keep this module free of heavy imports (the model's module imports
+pydantic, which Airflow has loaded before it reads provider info, and nothing else of weight).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ def _version() -> str:
 
 
 def get_provider_info() -> dict[str, Any]:
+    from phone_sync.fhir.connection import conn_fields  # pydantic and the standard library: Airflow has both loaded
+
     return {
         "package-name": PACKAGE,
         "name": "Region phone-sync",
@@ -38,55 +42,21 @@ def get_provider_info() -> dict[str, Any]:
                     "relabeling": {
                         "host": "FHIR base URL",
                         "schema": "Scheme (https)",
+                        # Airflow 3.3's Test button (on the connection's row) sends an empty port as 0, which
+                        # the api-server reads as "another endpoint" and answers 400 "Bad Request" without
+                        # testing: a connection whose port is set tests (see docs/operations.md).
+                        "port": "Port (fill it in: 443 for https)",
                         "login": "OAuth2 client id",
                         "password": "Bearer token or OAuth2 client secret",
                     },
                     "placeholders": {
                         "host": "https://fhir.example.id/fhir",
+                        "port": "443",
                         "login": "only for auth type oauth2",
                         "password": "bearer token, or the OAuth2 client secret",
                     },
                 },
-                # Every field either has a default or tolerates null: the form may write null for a
-                # field left empty, and settings_from_connection must read the same as a missing key.
-                "conn-fields": {
-                    "auth_type": {
-                        "label": "Auth type",
-                        "description": "bearer: the token in Password. oauth2: client credentials "
-                        "(Login = client id, Password = secret). none: no Authorization header.",
-                        "schema": {
-                            "type": ["string", "null"],
-                            "enum": ["bearer", "oauth2", "none"],
-                            "default": "bearer",
-                        },
-                    },
-                    "token_url": {
-                        "label": "OAuth2 token URL",
-                        "description": "Token endpoint: a full URL, or a path on the FHIR server (e.g. /oauth2/token).",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "scope": {
-                        "label": "OAuth2 scope",
-                        "description": "Sent with the token request; empty sends none.",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "client_auth": {
-                        "label": "OAuth2 client authentication",
-                        "description": "body: client id and secret in the form (SATUSEHAT); basic: HTTP Basic.",
-                        "schema": {"type": ["string", "null"], "enum": ["body", "basic"], "default": "body"},
-                    },
-                    "verify": {
-                        "label": "Verify TLS certificate",
-                        "description": "Off only for a test server. A CA bundle path goes in the extra JSON as "
-                        '"verify": "/path/ca.pem".',
-                        "schema": {"type": "boolean", "default": True},
-                    },
-                    "timeout": {
-                        "label": "Timeout (seconds)",
-                        "description": "Per request; empty uses the task's default (30 s).",
-                        "schema": {"type": ["number", "null"], "minimum": 1},
-                    },
-                },
+                "conn-fields": conn_fields(),
             }
         ],
     }

@@ -1,13 +1,7 @@
-"""Look inside one sealed XCom value while debugging, with the PHI key: ``python -m phone_sync.unseal``.
+"""Look inside one sealed XCom value while debugging, with the PHI key: ``phone-sync-unseal``.
 
-    python -m phone_sync.unseal new-key                    # a fresh key for the phone_sync_phi_key connection
-    python -m phone_sync.unseal show value.json            # a value copied from the UI's XCom tab (or - for stdin)
-    python -m phone_sync.unseal show --api https://airflow.example --dag-id phone_sync__demo \\
-        --run-id manual__2026-11-29T01:00:00+00:00 --task-id process_batch --map-index 3 --key return_value
-
-The key comes from ``$PHONE_SYNC_PHI_KEY`` or, with ``--conn-id``, from the Airflow connection as the
-tasks read it. The output holds patient data in clear: show it on your own screen only, never paste it
-into a ticket or a chat. Who may hold the key is said in docs/security.md.
+The output holds patient data in clear: show it on your own screen only, never paste it into a ticket
+or a chat. Who may hold the key is said in docs/security.md.
 """
 
 from __future__ import annotations
@@ -25,6 +19,29 @@ from phone_sync.crypto import DEFAULT_KEY_CONN_ID, PhiKeyError, Sealer, new_key,
 
 KEY_ENV = "PHONE_SYNC_PHI_KEY"
 TOKEN_ENV = "AIRFLOW_API_TOKEN"  # noqa: S105 - the name of the variable, not a token
+PROG = "phone-sync-unseal"
+DESCRIPTION = """\
+Open one sealed phone-sync XCom value (a batch's rows, with identifiers and phone numbers) while
+debugging, with the region's PHI key. The output holds patient data in clear: keep it on your own
+screen, never paste it into a ticket or a chat (docs/security.md says who may hold the key)."""
+EPILOG = f"""\
+examples:
+  {PROG} new-key                       a fresh key for the {DEFAULT_KEY_CONN_ID} connection
+  {PROG} show value.json               a value copied from the UI's XCom tab (- reads stdin)
+  {PROG} show --api https://airflow.example --dag-id DAG --run-id RUN --map-index 3
+                                                  one batch's value, through the REST API
+
+environment variables:
+  {KEY_ENV}    the PHI key (comma-separated keys, newest first), unless --conn-id names
+                        the Airflow connection that holds it
+  {TOKEN_ENV}     a token for Airflow's REST API, sent with --api
+
+--api must be https (plain http only to a loopback host): the token goes out, patient data comes back.
+"""
+TTY_WARNING = (
+    "unseal: the output below holds patient data in clear; keep it on this screen, never paste it into a "
+    "ticket or a chat."
+)
 
 
 def opened(value: Any, sealer: Sealer) -> Any:
@@ -43,38 +60,47 @@ def opened(value: Any, sealer: Sealer) -> Any:
 
 def fetch(args: argparse.Namespace) -> Any:
     """One XCom entry through Airflow's REST API v2 (a token from ``$AIRFLOW_API_TOKEN``)."""
-    import requests
+    from phone_sync.http.airflow_api import AirflowApi
 
-    url = (
-        f"{args.api.rstrip('/')}/api/v2/dags/{quote(args.dag_id)}/dagRuns/{quote(args.run_id, safe='')}"
+    path = (
+        f"/api/v2/dags/{quote(args.dag_id)}/dagRuns/{quote(args.run_id, safe='')}"
         f"/taskInstances/{quote(args.task_id)}/xcomEntries/{quote(args.key)}"
     )
-    token = os.environ.get(TOKEN_ENV)
-    response = requests.get(
-        url,
-        params={"map_index": args.map_index, "deserialize": "true"},
-        headers={"Authorization": f"Bearer {token}"} if token else {},
-        timeout=60,
+    with AirflowApi(args.api, token=os.environ.get(TOKEN_ENV), timeout=60) as api:
+        answer = api.call("GET", path, params={"map_index": args.map_index, "deserialize": "true"})
+        return answer.json()
+
+
+def parser() -> argparse.ArgumentParser:
+    found = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    response.raise_for_status()
-    return response.json()
+    commands = found.add_subparsers(dest="command", required=True)
+    commands.add_parser("new-key", help="print a fresh Fernet key")
+    show = commands.add_parser(
+        "show",
+        help="open a sealed XCom value (prints patient data)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    show.add_argument("file", nargs="?", help="a file holding the value, or - for stdin (omit with --api)")
+    show.add_argument("--conn-id", help=f"read the key from this Airflow connection (e.g. {DEFAULT_KEY_CONN_ID})")
+    show.add_argument("--api", help=f"Airflow's base URL (https): fetch the value through the REST API (${TOKEN_ENV})")
+    show.add_argument("--dag-id", help="with --api: the DAG, e.g. phone_sync__demo")
+    show.add_argument("--run-id", help="with --api: the run")
+    show.add_argument("--task-id", default="process_batch", help="with --api: the task (default process_batch)")
+    show.add_argument("--map-index", type=int, default=-1, help="with --api: the batch's map index")
+    show.add_argument("--key", default="return_value", help="with --api: XCom key (return_value, decided, ...)")
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m phone_sync.unseal", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("new-key", help="print a fresh Fernet key")
-    show = commands.add_parser("show", help="open a sealed XCom value (prints patient data)")
-    show.add_argument("file", nargs="?", help="a file holding the value, or - for stdin (omit with --api)")
-    show.add_argument("--conn-id", help=f"read the key from this Airflow connection (e.g. {DEFAULT_KEY_CONN_ID})")
-    show.add_argument("--api", help="Airflow's base URL: fetch the value through the REST API")
-    show.add_argument("--dag-id")
-    show.add_argument("--run-id")
-    show.add_argument("--task-id", default="process_batch")
-    show.add_argument("--map-index", type=int, default=-1)
-    show.add_argument("--key", default="return_value", help="XCom key (return_value, decided, ...)")
-    args = parser.parse_args(argv)
+    from phone_sync.errors import SetupError
+    from phone_sync.http.airflow_api import AirflowApiError
 
+    arguments = parser()
+    args = arguments.parse_args(argv)
     if args.command == "new-key":
         print(new_key())
         return 0
@@ -82,17 +108,20 @@ def main(argv: list[str] | None = None) -> int:
         sealer = sealer_for(args.conn_id) if args.conn_id else Sealer.from_text(os.environ.get(KEY_ENV), f"${KEY_ENV}")
         if args.api:
             if not (args.dag_id and args.run_id):
-                parser.error("--api needs --dag-id and --run-id")
+                arguments.error("--api needs --dag-id and --run-id")
             value = fetch(args)
         elif args.file:
             text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
             value = json.loads(text)
         else:
-            parser.error("give a file (or -) or --api")
-        print(json.dumps(opened(value, sealer), indent=2, ensure_ascii=False))
-    except (PhiKeyError, ContractError, ValueError) as exc:
+            arguments.error("give a file (or -) or --api")
+        shown = json.dumps(opened(value, sealer), indent=2, ensure_ascii=False)
+    except (PhiKeyError, ContractError, ValueError, AirflowApiError, SetupError) as exc:
         print(f"unseal: {exc}", file=sys.stderr)
         return 1
+    if sys.stdout.isatty():
+        print(TTY_WARNING, file=sys.stderr)
+    print(shown)
     return 0
 
 

@@ -26,6 +26,7 @@ from localservers.scenario import IDENTIFIER_SYSTEM, Expected, Scenario, generat
 from localservers.sinks.processes import WebhookSink
 from localservers.stack import LocalRegion
 from phone_sync.crypto import new_key
+from phone_sync.fhir.connection import conn_fields
 from phone_sync.phones import canonical
 from tests.e2e.harness import (
     RUN_ID_HEADER,
@@ -436,7 +437,7 @@ def broken_region_file(world: World, steady: str, fragile: str) -> dict[str, Any
 
 EDIT_BUTTON = json.dumps('button[aria-label="Edit Connection"]')  # a CSS selector as a JavaScript string
 # What the connection form writes into extra for a bearer connection: every field, defaults, empty ones null.
-FORM_EXTRA = {"auth_type": "bearer", "token_url": None, "scope": None, "client_auth": "body", "verify": True}
+FORM_EXTRA = {**{name: field["schema"].get("default") for name, field in conn_fields().items()}, "auth_type": "bearer"}
 
 
 def fhir_connection_form(world: World, name: str) -> dict[str, Any]:
@@ -450,7 +451,7 @@ def fhir_connection_form(world: World, name: str) -> dict[str, Any]:
     meta = cluster.ui("GET", "/connections/hook_meta")
     (fhir,) = [m for m in meta if m["connection_type"] == "fhir"]
     assert fhir["hook_name"] == "FHIR"
-    assert set(fhir["extra_fields"]) == {*FORM_EXTRA, "timeout"}
+    assert set(fhir["extra_fields"]) == set(FORM_EXTRA)
 
     conn_id = f"fhir_{name}_form"
     body = {
@@ -459,7 +460,7 @@ def fhir_connection_form(world: World, name: str) -> dict[str, Any]:
         "description": f"{region.config.display_name} FHIR server",
         "host": region.fhir.url,
         "password": region.fhir_token,
-        "extra": json.dumps({**FORM_EXTRA, "timeout": None}),
+        "extra": json.dumps(FORM_EXTRA),
     }
     created = cluster.api("POST", "/connections", json=body)
     assert (created["conn_type"], created["password"]) == ("fhir", "***")

@@ -11,9 +11,10 @@ import requests
 from localservers.fhir.seed import make_patient
 from phone_sync.config import PhoneRules
 from phone_sync.fhir.client import FhirClient
-from phone_sync.fhir.connection import base_url, is_loopback
+from phone_sync.fhir.connection import base_url
 from phone_sync.fhir.errors import FhirConfigError
 from phone_sync.fhir.hook import FhirHook
+from phone_sync.http.urls import is_loopback
 from tests.fhir.helpers import (
     CLIENT_SECRET,
     TOKEN,
@@ -123,7 +124,7 @@ def test_env_connection_is_resolved_outside_a_task(monkeypatch: pytest.MonkeyPat
     hook = FhirHook(conn)
     assert hook.base_url == "https://fhir.example.id/fhir"
     assert hook.settings.auth_type == "bearer"
-    assert hook.settings.timeout == 7
+    assert hook.settings.extras.timeout == 7
     assert TOKEN not in repr(hook.settings)
 
 
@@ -211,3 +212,22 @@ def test_the_test_button_does_not_wait_out_a_token_rate_limit(
     assert "rate limit" in message
     assert "try again" in message
     assert server.stats()["token_refusals"] == {"rate_limited": 1}, "asked once, then answered"
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"host": "http://fhir.example.id/fhir"}, "FHIR base URL must use https"),
+        ({"host": "https://fhir.example.id", "extra": {"timeout": "30s"}}, "extra timeout must be a number"),
+        ({"host": "https://fhir.example.id", "extra": {"auth_type": "oauth2"}}, "auth_type 'oauth2' needs extra"),
+    ],
+)
+def test_the_test_button_explains_a_connection_it_cannot_read_without_its_id(
+    fields: dict[str, object], said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow tests a copy under a random id (here ``Xq7rAnd0``): the message must not name it."""
+    conn = set_connection(monkeypatch, "Xq7rAnd0", password=TOKEN, **fields)
+    ok, message = FhirHook(conn).test_connection()
+    assert not ok
+    assert message.startswith(said)
+    assert "Xq7rAnd0" not in message

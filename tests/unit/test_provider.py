@@ -5,7 +5,8 @@ discovers them from the installed distribution's ``apache_airflow_provider`` ent
 from __future__ import annotations
 
 import json
-import re
+import subprocess
+import sys
 import warnings
 from importlib.metadata import entry_points, version
 from pathlib import Path
@@ -18,12 +19,12 @@ from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
 from airflow.models.connection import Connection
 from airflow.providers_manager import ProvidersManager
 
-from phone_sync.fhir.connection import settings_from_connection
+from phone_sync.fhir.connection import FhirExtras, settings_from_connection
 from phone_sync.fhir.errors import FhirConfigError
 from phone_sync.fhir.hook import FhirHook
 from phone_sync.get_provider_info import PACKAGE, get_provider_info
 
-FHIR_FIELDS = {"auth_type", "token_url", "scope", "client_auth", "verify", "timeout"}
+FHIR_FIELDS = set(FhirExtras.model_fields)
 
 
 def _fhir_type() -> dict[str, Any]:
@@ -80,9 +81,30 @@ def test_hook_declares_no_deprecated_form_methods() -> None:
     assert "get_connection_form_widgets" not in FhirHook.__dict__
 
 
-def test_every_form_field_is_a_documented_extra() -> None:
-    documented = set(re.findall(r"``(\w+)``: ", FhirHook.__doc__ or ""))
-    assert set(_fhir_type()["conn-fields"]) <= documented
+def test_the_form_has_every_extra_the_connection_reads() -> None:
+    """The form comes from the model: how grant_type travels and the token margins are fields too."""
+    fields = _fhir_type()["conn-fields"]
+    assert set(fields) == FHIR_FIELDS
+    assert {"grant_type_in", "token_min_validity_seconds", "refresh_margin_seconds", "token_wait_seconds"} <= set(
+        fields
+    )
+    for name, spec in fields.items():
+        info = FhirExtras.model_fields[name]
+        assert (spec["label"], spec["description"]) == (info.title, info.description)
+        assert spec["schema"].get("default") == info.default, name
+        if "default" in spec["schema"]:
+            jsonschema.validate(spec["schema"]["default"], spec["schema"])
+    assert fields["grant_type_in"]["schema"]["enum"] == ["body", "query"]
+
+
+def test_provider_info_imports_nothing_heavy() -> None:
+    """Airflow reads provider info in every process that lists providers: no HTTP stack, no hook."""
+    probe = (
+        "import sys; from phone_sync.get_provider_info import get_provider_info; get_provider_info(); "
+        "print(sorted(m for m in ('requests', 'tenacity', 'gspread', 'phone_sync.fhir.hook') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == "[]"
 
 
 def _form_extra(**typed: Any) -> str:
@@ -95,7 +117,7 @@ def test_form_defaults_read_as_a_bearer_connection() -> None:
     conn = Connection(conn_id="fhir_form", conn_type="fhir", host="https://fhir.example.id/fhir", password="tok")
     conn.extra = _form_extra()
     settings = settings_from_connection(conn)
-    assert (settings.auth_type, settings.verify, settings.timeout) == ("bearer", True, None)
+    assert (settings.auth_type, settings.extras.verify, settings.extras.timeout) == ("bearer", True, None)
     assert settings.base_url == "https://fhir.example.id/fhir"
 
 
@@ -110,7 +132,7 @@ def test_form_oauth2_connection_reads_every_field(verify: bool) -> None:
     settings = settings_from_connection(conn)
     assert settings.auth_type == "oauth2"
     assert settings.token_url == "https://fhir.example.id/oauth2/token"
-    assert (settings.scope, settings.client_auth, settings.verify, settings.timeout) == (
+    assert (settings.extras.scope, settings.extras.client_auth, settings.extras.verify, settings.extras.timeout) == (
         "patient/*.write", "basic", verify, 12.0,
     )
 
@@ -124,13 +146,12 @@ def test_fields_left_null_read_as_their_defaults() -> None:
          "token_min_validity_seconds", "token_wait_seconds"),
     )
     conn.extra = json.dumps({"auth_type": "oauth2", "token_url": "/oauth2/token", **nulls})
-    settings = settings_from_connection(conn)
-    assert (settings.client_auth, settings.grant_type_in, settings.verify, settings.timeout) == (
-        "body", "body", True, None,
-    )
-    assert (settings.scope, settings.refresh_margin, settings.token_min_validity, settings.token_wait) == (
-        None, 60.0, 1800.0, 300.0,
-    )
+    extras = settings_from_connection(conn).extras
+    given = {"auth_type", "token_url"}
+    assert extras.model_dump(exclude=given) == FhirExtras().model_dump(exclude=given), "the rest at their defaults"
+    assert (extras.client_auth, extras.grant_type_in, extras.verify, extras.timeout) == ("body", "body", True, None)
+    assert (extras.scope, extras.refresh_margin_seconds, extras.token_min_validity_seconds) == (None, 60.0, 1800.0)
+    assert extras.token_wait_seconds == 300.0
 
 
 @pytest.mark.parametrize("field", ["timeout", "refresh_margin_seconds", "token_wait_seconds"])

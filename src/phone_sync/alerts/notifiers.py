@@ -129,11 +129,13 @@ def webhook_url(conn: Connection) -> str:
 class WebhookAlertNotifier(AlertNotifier):
     """POST the alert as JSON to the URL in an Airflow ``http`` connection (Slack, Google Chat, Teams, ...).
 
-    Sent through the HTTP provider's ``HttpHook`` (see :class:`phone_sync.alerts.webhook.WebhookHook`).
-    Connection extras: ``endpoint`` (path to append), ``headers`` (dict), ``timeout`` (seconds, default
-    10), ``text_only`` (post only ``{"text": ...}``: Google Chat rejects unknown fields). Login and
-    password, when set, are sent as basic auth. Retries: two, on the project's one retry policy
-    (:mod:`phone_sync.http.retry`), on connection errors, 429 and 5xx.
+    Sent through the project's one HTTP path (:mod:`phone_sync.http`): its session, its retries (two,
+    on connection errors, 429 and 5xx), its redirect rule (same origin only) and its masking (the URL
+    holds the webhook's secret: it is registered with Airflow's secrets masker and never logged).
+    Connection extras: ``endpoint`` (or ``path``: appended to the URL), ``headers`` (dict, sent as
+    headers; no other extra is), ``timeout`` (seconds, default 10), ``text_only`` (post only
+    ``{"text": ...}``: Google Chat rejects unknown fields). Login and password, when set, are sent as
+    basic auth (an empty password when none is set).
     """
 
     def __init__(self, webhook_conn_id: str, compose: Compose | None = None) -> None:
@@ -153,29 +155,30 @@ class WebhookAlertNotifier(AlertNotifier):
     def send(self, alert: Alert) -> None:
         import requests
 
-        from phone_sync.alerts.webhook import WebhookHook
-        from phone_sync.http.retry import HttpRetry, RetriesExhausted
+        from phone_sync.http.retry import HttpRetry, RedirectRefused, RetriesExhausted
+        from phone_sync.http.session import http_session
 
-        extra = self.connection.extra_dejson
+        conn = self.connection
+        extra = conn.extra_dejson
         body = {"text": alert.text} if extra.get("text_only") else alert.payload
-        label = f"POST alert {alert.rule}"  # never the URL: it embeds a secret
-        policy = HttpRetry(WEBHOOK_BACKOFF, service=f"webhook {self.webhook_conn_id!r}")
-        options = {"timeout": float(extra.get("timeout", WEBHOOK_TIMEOUT_SECONDS)), "check_response": False}
+        where = f"webhook {self.webhook_conn_id!r}"
+        retry = HttpRetry(WEBHOOK_BACKOFF, service=where)
+        headers = {"Content-Type": "application/json", **(extra.get("headers") or {})}
         try:
-            response = WebhookHook(self.webhook_conn_id).run_with_advanced_retry(
-                _retry_args=policy.tenacity_args(label), json=body, extra_options=options
-            )
+            with http_session(headers=headers) as session:
+                response = retry.send(
+                    session, "POST", webhook_url(conn), secret_url=True,
+                    label=f"POST alert {alert.rule}",  # never the URL: it embeds a secret
+                    timeout=float(extra.get("timeout") or WEBHOOK_TIMEOUT_SECONDS),
+                    auth=(conn.login, conn.password or "") if conn.login else None, json=body,
+                )
         except RetriesExhausted as exhausted:
-            raise AlertDeliveryError(
-                f"webhook {self.webhook_conn_id!r}: {exhausted.problem} posting alert {alert.rule}"
-            ) from None
+            raise AlertDeliveryError(f"{where}: {exhausted.problem} posting alert {alert.rule}") from None
+        except RedirectRefused as refused:
+            raise AlertDeliveryError(str(refused)) from None
         except requests.RequestException as exc:
             # The exception text holds the URL (and so the secret): name only its class.
-            raise AlertDeliveryError(
-                f"webhook {self.webhook_conn_id!r}: {type(exc).__name__} posting alert {alert.rule}"
-            ) from None
+            raise AlertDeliveryError(f"{where}: {type(exc).__name__} posting alert {alert.rule}") from None
         if response.status_code >= 400:
-            raise AlertDeliveryError(
-                f"webhook {self.webhook_conn_id!r}: HTTP {response.status_code} posting alert {alert.rule}"
-            )
+            raise AlertDeliveryError(f"{where}: HTTP {response.status_code} posting alert {alert.rule}")
         log.info("alert %s for %s posted via connection %s", alert.rule, alert.region, self.webhook_conn_id)

@@ -25,12 +25,13 @@ Without a store (tests, tools) a hook keeps its token in memory only, as before.
 The token endpoint: a 429, or a 4xx whose body says "rate limit" (SATUSEHAT's OperationOutcome
 "Authentication temporarily cannot be performed due to the rate limit policy"), is waited out, for the
 ``Retry-After`` it gives or else a backoff from 2 s up to 60 s, within ``token_wait_seconds`` (default
-300) per fetch; past that :class:`FhirUnavailable` (the task is retried later). Refused credentials
+300) per fetch; past that :class:`FhirUnavailable` (the task is retried later). That wait is a
+:class:`~phone_sync.http.retry.WaitOut` policy on the one retry path, like every other wait. Refused credentials
 (``invalid_client``, SATUSEHAT's "not able to be authenticated") raise :class:`FhirAuthError`, a set-up
 error: the task fails at once, without retries. SATUSEHAT's non-standard answer is read as it comes:
 ``token_type`` ``"BearerToken"``, ``expires_in`` and ``issued_at`` as strings, ``grant_type`` in the query
 string (extra ``grant_type_in: "query"``). Tokens are registered with Airflow's secrets masker as soon
-as this process knows them, and never logged.
+as this process knows them (:mod:`phone_sync.http.secrets`), and never logged.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ import requests
 from phone_sync.fhir.connection import FhirSettings
 from phone_sync.fhir.errors import FhirAuthError, FhirUnavailable
 from phone_sync.fhir.token_store import SharedToken, TokenStore, client_fingerprint
-from phone_sync.http.pacing import Backoff, parse_retry_after
+from phone_sync.http.pacing import Backoff
+from phone_sync.http.retry import WaitedTooLong, WaitOut
+from phone_sync.http.secrets import mask_secret
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +70,18 @@ OAUTH_ERROR = re.compile(r"[a-z_]{3,40}")
 Obtained = Literal["reused", "granted"]
 
 
-def _mask(secret: str) -> None:
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - Airflow is always there in this project
-        return
-    mask_secret(secret)
-
-
 class TokenEndpoint(Protocol):
-    """How an authorizer reaches the token endpoint: the hook's session and retry policy."""
+    """How an authorizer reaches the token endpoint: the hook's session and retry path, ``wait_out`` its
+    rate limit."""
 
     def token_request(
-        self, url: str, form: dict[str, str], params: dict[str, str], basic: tuple[str, str] | None
+        self,
+        url: str,
+        form: dict[str, str],
+        params: dict[str, str],
+        basic: tuple[str, str] | None,
+        wait_out: WaitOut,
     ) -> requests.Response: ...
-
-    def token_wait(self, seconds: float, problem: str) -> None: ...
 
 
 class Authorizer(Protocol):
@@ -150,14 +149,12 @@ def parse_grant(response: requests.Response, conn_id: str, started: float) -> Gr
         body = None
     token = body.get("access_token") if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
-        raise FhirAuthError(f"connection '{conn_id}': token endpoint answered without an access_token")
-    _mask(token)
+        raise FhirAuthError("token endpoint answered without an access_token", conn_id=conn_id)
+    mask_secret(token)
     assert isinstance(body, dict)
     token_type = str(body.get("token_type") or "Bearer")
     if token_type.lower() not in BEARER_TYPES:
-        raise FhirAuthError(
-            f"connection '{conn_id}': token endpoint issued a {token_type[:30]!r} token, not a bearer token"
-        )
+        raise FhirAuthError(f"token endpoint issued a {token_type[:30]!r} token, not a bearer token", conn_id=conn_id)
     expires_in = _number(body.get("expires_in"))
     if expires_in is None or expires_in <= 0:
         expires_in = DEFAULT_LIFETIME
@@ -222,7 +219,7 @@ class OAuth2ClientCredentials:
         self._sleep = sleep
         self._backoff = backoff
         self._client = client_fingerprint(
-            settings.token_url, settings.client_id, settings.client_secret, settings.scope
+            settings.token_url, settings.client_id, settings.client_secret, settings.extras.scope
         )
         self._holder = secrets.token_hex(8)
         self._lock = threading.Lock()
@@ -252,10 +249,10 @@ class OAuth2ClientCredentials:
     # margins
 
     def _batch_margin(self, lifetime: float) -> float:
-        return min(self._settings.refresh_margin, lifetime / 10)
+        return min(self._settings.extras.refresh_margin_seconds, lifetime / 10)
 
     def _run_margin(self, lifetime: float) -> float:
-        return max(self._batch_margin(lifetime), min(self._settings.token_min_validity, lifetime / 2))
+        return max(self._batch_margin(lifetime), min(self._settings.extras.token_min_validity_seconds, lifetime / 2))
 
     def _remaining(self) -> float:
         return self._expires_at - self._clock()
@@ -267,7 +264,7 @@ class OAuth2ClientCredentials:
             self._adopt(self._grant(endpoint), "granted")
             return "granted"
         store, client = self._store, self._client
-        deadline = self._clock() + self._settings.token_wait + LEASE_SECONDS
+        deadline = self._clock() + self._settings.extras.token_wait_seconds + LEASE_SECONDS
         while True:
             now = self._clock()
             shared = store.read(client)
@@ -282,8 +279,7 @@ class OAuth2ClientCredentials:
             if shared is not None and shared.leased_by_other(self._holder, now):
                 if now >= deadline:
                     raise FhirUnavailable(
-                        f"connection '{self._settings.conn_id}': another task has been fetching the shared "
-                        "token for too long"
+                        "another task has been fetching the shared token for too long", conn_id=self._settings.conn_id
                     )
                 self._sleep(LEASE_POLL)
                 continue
@@ -315,7 +311,7 @@ class OAuth2ClientCredentials:
         return "granted"
 
     def _adopt(self, grant: Grant, how: Obtained) -> None:
-        _mask(grant.token)
+        mask_secret(grant.token)
         self._token, self._expires_at, self._lifetime = grant.token, grant.expires_at, grant.expires_in
         log.info(
             "FHIR connection '%s': %s access token, valid for %.0f s more",
@@ -331,48 +327,42 @@ class OAuth2ClientCredentials:
 
     def _grant(self, endpoint: TokenEndpoint, renew: Callable[[float], None] | None = None) -> Grant:
         """One grant from the token endpoint, waiting out its rate limit within ``token_wait_seconds``."""
-        s = self._settings
+        s, extras = self._settings, self._settings.extras
         if not (s.token_url and s.client_id and s.client_secret):
-            raise FhirAuthError(f"connection '{s.conn_id}': oauth2 needs token_url, client id and secret")
+            raise FhirAuthError("oauth2 needs token_url, client id and secret", conn_id=s.conn_id)
         form: dict[str, str] = {}
         params: dict[str, str] = {}
-        (params if s.grant_type_in == "query" else form)["grant_type"] = "client_credentials"
+        (params if extras.grant_type_in == "query" else form)["grant_type"] = "client_credentials"
         basic = None
-        if s.client_auth == "basic":
+        if extras.client_auth == "basic":
             basic = (s.client_id, s.client_secret)
         else:
             form |= {"client_id": s.client_id, "client_secret": s.client_secret}
-        if s.scope:
-            form["scope"] = s.scope
-        waited, attempt = 0.0, 0
-        while True:
-            started = self._clock()
-            response = endpoint.token_request(s.token_url, form, params, basic)
-            if response.status_code == 200:
-                grant = parse_grant(response, s.conn_id, started)
-                self.granted += 1
-                return grant
-            if not is_rate_limited(response):
-                reason = _refusal(response)
-                raise FhirAuthError(
-                    f"connection '{s.conn_id}': token endpoint refused the client credentials "
-                    f"(HTTP {response.status_code}{' ' + reason if reason else ''})"
-                )
-            attempt += 1
-            delay = self._backoff.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
-            if waited + delay > s.token_wait:
-                waiting = (
-                    f"after {waited:.0f} s of waiting (extra token_wait_seconds is {s.token_wait:g})"
-                    if s.token_wait
-                    else f"try again in {delay:.0f} s"
-                )
-                raise FhirUnavailable(
-                    f"connection '{s.conn_id}': the token endpoint refuses new tokens for its rate limit; {waiting}"
-                )
-            if renew is not None:
-                renew(delay)
-            endpoint.token_wait(delay, f"HTTP {response.status_code}, token rate limit")
-            waited += delay
+        if extras.scope:
+            form["scope"] = extras.scope
+        budget = extras.token_wait_seconds
+        rate_limit = WaitOut(is_rate_limited, self._backoff, budget, before_wait=renew)
+        try:
+            response = endpoint.token_request(s.token_url, form, params, basic, rate_limit)
+        except WaitedTooLong as busy:
+            waiting = (
+                f"after {busy.waited:.0f} s of waiting (extra token_wait_seconds is {budget:g})"
+                if budget
+                else f"try again in {busy.delay:.0f} s"
+            )
+            raise FhirUnavailable(
+                f"the token endpoint refuses new tokens for its rate limit; {waiting}", conn_id=s.conn_id
+            ) from None
+        if response.status_code != 200:
+            reason = _refusal(response)
+            raise FhirAuthError(
+                f"token endpoint refused the client credentials (HTTP {response.status_code}"
+                f"{' ' + reason if reason else ''})",
+                conn_id=s.conn_id,
+            )
+        grant = parse_grant(response, s.conn_id, started=self._clock() - response.elapsed.total_seconds())
+        self.granted += 1
+        return grant
 
 
 def authorizer_for(
@@ -384,8 +374,7 @@ def authorizer_for(
 ) -> Authorizer:
     if settings.auth_type == "bearer":
         assert settings.token
-        _mask(settings.token)
-        return StaticBearer(settings.token)
+        return StaticBearer(settings.token)  # masked by the HTTP path when its header is sent
     if settings.auth_type == "oauth2":
         return OAuth2ClientCredentials(settings, store, sleep=sleep, backoff=backoff)
     return NoAuth()

@@ -209,7 +209,7 @@ class FhirClient:
             transient = [w for w in again if w.transient and w.pending is not None]
             if transient:
                 attempt = max(w.transient for w in transient)
-                self.hook.wait_before_retry(attempt, None, "PUT Patient (batch entry)", "transient entry status")
+                self.hook.retry.pause(attempt, None, "PUT Patient (batch entry)", "transient entry status")
             todo = [w for w in again if w.pending is not None]
 
     def _reread(self, work: _Work) -> None:

@@ -6,7 +6,16 @@ from phone_sync.errors import SetupError
 
 
 class FhirError(Exception):
-    """The FHIR server answered something this client cannot use (the batch task should fail)."""
+    """The FHIR server answered something this client cannot use (the batch task should fail).
+
+    With ``conn_id`` the message reads ``connection '<conn_id>': <reason>``; ``reason`` alone is what the
+    connection form's Test button shows (Airflow tests a copy under a random id the user never sees).
+    """
+
+    def __init__(self, reason: str, *, conn_id: str | None = None) -> None:
+        self.reason = reason
+        self.conn_id = conn_id
+        super().__init__(f"connection '{conn_id}': {reason}" if conn_id else reason)
 
 
 class FhirUnavailable(FhirError):

@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import requests
 from airflow.sdk import BaseHook
-from requests.adapters import HTTPAdapter
 
 from phone_sync.fhir.auth import TOKEN_BACKOFF, Authorizer, OAuth2ClientCredentials, Obtained, authorizer_for
 from phone_sync.fhir.connection import FhirSettings, settings_from_connection
-from phone_sync.fhir.errors import FhirAuthError, FhirError, FhirUnavailable
+from phone_sync.fhir.errors import FhirAuthError, FhirConfigError, FhirError, FhirUnavailable
 from phone_sync.fhir.token_store import TokenStore
-from phone_sync.http.pacing import RETRYABLE_STATUS, Backoff, RateLimiter
-from phone_sync.http.retry import HttpRetry, RetriesExhausted
+from phone_sync.http.pacing import Backoff, RateLimiter
+from phone_sync.http.retry import HttpRetry, RedirectRefused, RetriesExhausted, WaitOut, request_label
+from phone_sync.http.session import http_session
+from phone_sync.http.urls import origin, show_origin
 
 FHIR_JSON = "application/fhir+json"
 # Requests whose 403 means the credentials lack a permission (a 403 on one patient's PUT or read is that row's).
 ACCESS_CHECKED = frozenset({"search", "batch", "metadata"})
-# The token endpoint's 429 is waited out by the authorizer, within its own budget (token_wait_seconds).
-TOKEN_RETRY_STATUSES = RETRYABLE_STATUS - {429}
 
 
 class FhirHook(BaseHook):
@@ -35,29 +34,16 @@ class FhirHook(BaseHook):
       a bare host name gets ``https://``. ``port`` is appended when the host has none. ``schema`` is the
       URL scheme when it is ``http``/``https``, otherwise it is read as the base path.
     - ``login`` / ``password``: OAuth2 client id / secret, or (static bearer) the token in ``password``.
+    - extras: :class:`~phone_sync.fhir.connection.FhirExtras` (auth type, OAuth2 token URL, scope, client
+      authentication, where ``grant_type`` travels, token margins, TLS verification, timeout), which is
+      also the connection form.
 
-    Extras (all optional except ``token_url`` for OAuth2):
-
-    - ``auth_type``: ``"bearer"`` (default when a password is set), ``"oauth2"`` (client credentials) or ``"none"``.
-    - ``token_url``: OAuth2 token endpoint, absolute or relative to the base URL (e.g. ``/oauth2/token``;
-      SATUSEHAT: ``https://api-satusehat.kemkes.go.id/oauth2/v1/accesstoken``).
-    - ``scope``: OAuth2 scope sent with the token request.
-    - ``client_auth``: ``"body"`` (client id/secret in the form, as SATUSEHAT expects; default) or ``"basic"``.
-    - ``grant_type_in``: ``"body"`` (standard OAuth2; default) or ``"query"``: ``grant_type=client_credentials``
-      in the token URL's query string, as SATUSEHAT expects.
-    - ``refresh_margin_seconds``: a batch refreshes a token this long before it expires (default 60, at most
-      10% of its lifetime).
-    - ``token_min_validity_seconds``: a run starts with a token valid at least this long, reusing the region's
-      shared token when it is, fetching one when not (default 1800, at most half its lifetime).
-    - ``token_wait_seconds``: how long a task waits out the token endpoint's rate limit (a 429, or SATUSEHAT's
-      "rate limit policy" answer) before it fails and is retried later (default 300).
-    - ``verify``: ``true``/``false`` or a CA bundle path for TLS verification (default true).
-    - ``timeout``: seconds per request, overriding the hook argument.
-
-    Plain ``http`` is refused unless the host is loopback (127.0.0.0/8, ::1, localhost). Every request gets a
-    timeout, client-side pacing at ``requests_per_second``, and retries with exponential backoff and jitter on
-    connection errors, 429 and 5xx (never shorter than ``Retry-After``); what outlives the retries raises
-    :class:`FhirUnavailable`. A 401 makes an OAuth2 token refresh once; a second 401 raises :class:`FhirAuthError`.
+    Plain ``http`` is refused unless the host is loopback (127.0.0.0/8, ::1, localhost). Every request goes
+    through the project's one HTTP path (:mod:`phone_sync.http.retry`): a timeout, client-side pacing at
+    ``requests_per_second``, retries with exponential backoff and jitter on connection errors, 429 and 5xx
+    (never shorter than ``Retry-After``), redirects followed only on the same origin. What outlives the
+    retries raises :class:`FhirUnavailable`. A 401 makes an OAuth2 token refresh once; a second 401 raises
+    :class:`FhirAuthError`.
 
     With ``token_store`` an OAuth2 token is shared by the region's task processes and runs (an Airflow
     Variable sealed with the PHI key; see :mod:`phone_sync.fhir.auth`); :meth:`prime_token` readies it
@@ -110,12 +96,9 @@ class FhirHook(BaseHook):
         """The hook's single pooled session (keep-alive across every request of the task)."""
         if self._session is None:
             settings = self.settings
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self._pool_size, max_retries=0)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            session.headers.update({"Accept": FHIR_JSON, "User-Agent": "region-phone-sync"})
-            session.verify = settings.verify
+            session = http_session(
+                verify=settings.extras.verify, pool_size=self._pool_size, headers={"Accept": FHIR_JSON}
+            )
             self._auth = authorizer_for(
                 settings, self._token_store, sleep=self.retry.sleep, backoff=self._token_backoff
             )
@@ -132,56 +115,70 @@ class FhirHook(BaseHook):
         base = self.base_url
         if "://" not in path:
             return urljoin(base + "/", path.lstrip("/")) if path else base
-        target, origin = urlsplit(path), urlsplit(base)
-        if (target.scheme, target.netloc) != (origin.scheme, origin.netloc):
+        if origin(path) != origin(base):
             raise FhirError(
-                f"connection '{self.fhir_conn_id}': the server sent a link to another origin "
-                f"({target.scheme}://{target.hostname}); refusing to send credentials there"
+                f"the server sent a link to another origin ({show_origin(path)}); refusing to send credentials there",
+                conn_id=self.fhir_conn_id,
             )
         return path
 
     # requests
 
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One FHIR request with pacing, auth, retries and a timeout; returns any non-retryable answer.
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        kind: str = "other",
+        authorize: bool = True,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        wait_out: WaitOut | None = None,
+    ) -> requests.Response:
+        """One FHIR request through the HTTP path (pacing, auth, retries, timeout, redirect rule); returns any
+        non-retryable answer.
 
-        Extra keywords: ``kind`` (stats bucket, e.g. ``"search"``) and ``authorize`` (False for the token
-        request, which must not carry the bearer); the rest go to ``requests``.
+        ``path`` is relative to the base URL, or an absolute URL on its origin (a next link). ``kind`` is the
+        stats bucket (``"search"``, ``"read"``, ...). ``authorize=False`` sends no bearer and takes ``path``
+        as an absolute URL (the token request, with ``auth`` for HTTP Basic and ``wait_out`` for its rate
+        limit). ``params``, ``data``, ``json`` and ``headers`` go to ``requests``.
         """
-        kind = kwargs.pop("kind", "other")
-        with_auth = kwargs.pop("authorize", True)
-        retry_statuses = kwargs.pop("retry_statuses", RETRYABLE_STATUS)
-        url = self.url(path) if with_auth else path
+        url = self.url(path) if authorize else path
         session = self.get_conn()
-        kwargs.setdefault("timeout", self.settings.timeout or self.timeout)
-        label = f"{method} {urlsplit(url).path or '/'}"  # never the query: it may carry search values
-        auth = self._auth if with_auth else None
+        label = request_label(method, url)
+        authorizer = self._auth if authorize else None
         try:
             response = self.retry.send(
                 session, method, url, kind=kind, label=label,
-                auth_headers=(lambda: auth.headers(self)) if auth else None,
-                refresh=auth.invalidate if auth and auth.refreshable else None,
-                retry_statuses=retry_statuses,
-                **kwargs,
+                timeout=self.settings.extras.timeout or self.timeout,
+                auth_headers=(lambda: authorizer.headers(self)) if authorizer else None,
+                refresh=authorizer.invalidate if authorizer and authorizer.refreshable else None,
+                wait_out=wait_out, params=params, data=data, json=json, headers=headers, auth=auth,
             )
         except RetriesExhausted as exhausted:
             if exhausted.response is None:
                 raise FhirUnavailable(
-                    f"connection '{self.fhir_conn_id}': {label} got no answer after {exhausted.attempts} attempts "
-                    f"({exhausted.problem})"
+                    f"{label} got no answer after {exhausted.attempts} attempts ({exhausted.problem})",
+                    conn_id=self.fhir_conn_id,
                 ) from exhausted.error
             raise FhirUnavailable(
-                f"connection '{self.fhir_conn_id}': {label} still answered {exhausted.problem} "
-                f"after {exhausted.attempts} attempts"
+                f"{label} still answered {exhausted.problem} after {exhausted.attempts} attempts",
+                conn_id=self.fhir_conn_id,
             ) from None
-        if response.status_code == 401 and with_auth:
+        except RedirectRefused as refused:
+            raise FhirConfigError(str(refused), conn_id=self.fhir_conn_id) from None
+        if response.status_code == 401 and authorize:
             raise FhirAuthError(
-                f"connection '{self.fhir_conn_id}': the FHIR server refused the credentials (HTTP 401 on {label})"
+                f"the FHIR server refused the credentials (HTTP 401 on {label})", conn_id=self.fhir_conn_id
             )
-        if response.status_code == 403 and with_auth and kind in ACCESS_CHECKED:
+        if response.status_code == 403 and authorize and kind in ACCESS_CHECKED:
             raise FhirAuthError(
-                f"connection '{self.fhir_conn_id}': the FHIR server refused access (HTTP 403 on {label}); "
-                "the credentials lack a permission this region needs"
+                f"the FHIR server refused access (HTTP 403 on {label}); "
+                "the credentials lack a permission this region needs",
+                conn_id=self.fhir_conn_id,
             )
         return response
 
@@ -195,19 +192,17 @@ class FhirHook(BaseHook):
         return self._auth.prime(self)
 
     def token_request(
-        self, url: str, form: dict[str, str], params: dict[str, str], basic: tuple[str, str] | None
+        self,
+        url: str,
+        form: dict[str, str],
+        params: dict[str, str],
+        basic: tuple[str, str] | None,
+        wait_out: WaitOut,
     ) -> requests.Response:
         return self.request(
-            "POST", url, data=form, params=params or None, authorize=False, kind="token", auth=basic,
-            retry_statuses=TOKEN_RETRY_STATUSES,
+            "POST", url, kind="token", authorize=False, data=form, params=params or None, auth=basic,
+            wait_out=wait_out,
         )
-
-    def token_wait(self, seconds: float, problem: str) -> None:
-        self.retry.wait(seconds, "POST token", problem)
-
-    def wait_before_retry(self, attempt: int, retry_after: float | None, label: str, problem: str) -> None:
-        """Sleep per the backoff policy (and at least ``retry_after``); counted in the stats."""
-        self.retry.pause(attempt, retry_after, label, problem)
 
     @property
     def stats(self) -> dict[str, int | float]:
@@ -233,14 +228,16 @@ class FhirHook(BaseHook):
 
         ``GET metadata`` (for OAuth2, after obtaining a token) is public on most servers, so it proves the
         URL, not the credentials: a search that returns no resources (``GET Patient?_count=0``) checks them.
-        The message names the step that failed and never holds a token. Airflow builds the hook with a
-        task's defaults; the button answers after one attempt of each request instead, and does not wait
-        out a token endpoint's rate limit.
+        Airflow builds the hook with a task's defaults; the button answers after one attempt of each request
+        instead, and does not wait out a token endpoint's rate limit. It never raises: every problem, a
+        connection that cannot be read included, is the message. Messages name the step that failed, never
+        a token, and never the connection id: Airflow tests a copy under a random id nobody knows.
         """
         self.retry = HttpRetry(Backoff(attempts=1), None, sleep=self.retry.sleep, service="FHIR")
-        self._settings = replace(self.settings, token_wait=0.0)
         self._auth = None
         try:
+            settings = self.settings
+            self._settings = replace(settings, extras=settings.extras.model_copy(update={"token_wait_seconds": 0.0}))
             response = self.request("GET", "metadata", kind="metadata")
             if response.status_code != 200:
                 return False, f"GET metadata answered HTTP {response.status_code}"
@@ -253,7 +250,6 @@ class FhirHook(BaseHook):
         except Exception as exc:
             return False, self._test_problem(exc)
         server = f"FHIR {body.get('fhirVersion', '?')} server at {self.base_url}"
-        auth_type = self.settings.auth_type
         try:
             probe = self.request("GET", "Patient", params={"_count": "0"}, kind="metadata")
         except Exception as exc:
@@ -264,10 +260,11 @@ class FhirHook(BaseHook):
             "oauth2": f"OAuth2 token obtained from {self.settings.token_url} and accepted",
             "bearer": "bearer token accepted",
             "none": "no authentication, Patient search allowed",
-        }[auth_type]
+        }[self.settings.auth_type]
         return True, f"{server}: metadata OK, {accepted} (GET Patient?_count=0)"
 
     def _test_problem(self, exc: Exception) -> str:
-        """The error without the connection id: the API tests a copy under a random id nobody knows."""
-        text = str(exc).replace(f"connection '{self.fhir_conn_id}': ", "")
-        return text if isinstance(exc, FhirError) else f"{type(exc).__name__}: {text}"
+        """What went wrong, without the connection id (see :meth:`test_connection`)."""
+        if isinstance(exc, FhirError):
+            return exc.reason
+        return f"{type(exc).__name__}: {exc}".replace(self.fhir_conn_id, "(this connection)")

@@ -1,1 +1,1 @@
-"""HTTP plumbing shared by the FHIR and Sheets hooks: pacing and retry timing."""
+"""The one HTTP path: session factory (`session`), retries, redirects and masking (`retry`), pacing, URL rules."""

@@ -1,11 +1,20 @@
-"""The one retry path for every HTTP request the project sends (FHIR, Sheets, alert webhooks).
+"""The one retry path for every HTTP request the project sends (FHIR, its token endpoint, Sheets, alert
+webhooks, Airflow's REST API for the run note and ``phone-sync-unseal --api``).
 
-Each attempt is paced by the hook's :class:`RateLimiter` and counted; connection errors, timeouts, 429
-and 5xx are retried with the :class:`Backoff` policy (exponential with jitter, never shorter than the
-server's ``Retry-After``). It runs on tenacity, so :meth:`HttpRetry.tenacity_args` also drives the HTTP
-provider's ``HttpHook.run_with_advanced_retry``. What outlives the retries raises
-:class:`RetriesExhausted`; each hook turns that into its own exception. Labels name a method and a path
-(never a query, a range or a URL with a secret in it): they are logged.
+What holds for all of them lives here, once:
+
+- every attempt is paced by the hook's :class:`RateLimiter` and counted; connection errors, timeouts, 429
+  and 5xx are retried with the :class:`Backoff` policy (exponential with jitter, never shorter than the
+  server's ``Retry-After``); what outlives the retries raises :class:`RetriesExhausted`, which each hook
+  turns into its own exception. An answer a :class:`WaitOut` policy claims (a rate-limited token endpoint)
+  is waited out within a budget of seconds instead, then :class:`WaitedTooLong`;
+- every request has a timeout (``send`` requires one);
+- redirects are followed only on the same origin (scheme, host and port: never from https to http) and
+  at most :data:`MAX_REDIRECTS` times; any other raises :class:`RedirectRefused` before anything is sent
+  there, so a 307 cannot carry a search form or a client secret to another host;
+- credentials sent (the ``Authorization`` header, basic auth, a URL that is itself the secret) are
+  registered with Airflow's secrets masker; logs and messages name a label, ``METHOD /path``, never a
+  query, a range or a secret URL.
 """
 
 from __future__ import annotations
@@ -18,16 +27,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NoReturn
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import tenacity
 
+from phone_sync.errors import SetupError
 from phone_sync.http.pacing import RETRYABLE_STATUS, Backoff, RateLimiter, parse_retry_after
+from phone_sync.http.secrets import mask_authorization, mask_secret, mask_url
+from phone_sync.http.urls import redirect_refusal
 
 log = logging.getLogger(__name__)
 
 # No answer, or half of one. The request may have reached the server, so only idempotent ones are repeated.
 TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+MAX_REDIRECTS = 5
+BODY_ARGUMENTS = ("data", "json", "files")
+
+
+def request_label(method: str, url: str) -> str:
+    """``METHOD /path``: what logs and messages call a request (never the query: it may carry search values)."""
+    return f"{method.upper()} {urlsplit(url).path or '/'}"
 
 
 class RetriesExhausted(Exception):
@@ -51,6 +71,35 @@ class RetriesExhausted(Exception):
         return type(self.error).__name__
 
 
+class RedirectRefused(SetupError):
+    """The server redirected a request to another origin (or kept redirecting): nothing was sent there.
+
+    A set-up problem: the connection points at an address that moved. The message names the target's
+    origin only (its path may hold a secret)."""
+
+
+@dataclass(frozen=True)
+class WaitOut:
+    """Answers to wait out within ``budget`` seconds rather than a number of attempts (e.g. a token endpoint
+    that is rate limiting this client): ``applies`` picks them, ``backoff`` times the waits (at least the
+    ``Retry-After``), ``before_wait(delay)`` runs before each (e.g. to extend a lease)."""
+
+    applies: Callable[[requests.Response], bool]
+    backoff: Backoff
+    budget: float
+    before_wait: Callable[[float], None] | None = None
+
+
+class WaitedTooLong(Exception):
+    """A :class:`WaitOut` answer kept coming: the next wait (``delay``) would pass the budget (``waited`` so far)."""
+
+    def __init__(self, label: str, waited: float, delay: float, response: requests.Response) -> None:
+        self.waited = waited
+        self.delay = delay
+        self.response = response
+        super().__init__(f"{label}: HTTP {response.status_code} still, after waiting {waited:.0f} s")
+
+
 @dataclass
 class RetryStats:
     """What one hook's requests cost: attempts by kind, retries, 429s, refreshes and seconds waited."""
@@ -70,7 +119,7 @@ class HttpRetry:
     """Pace, send and retry the requests of one hook, counting what they cost (see module docstring).
 
     :param backoff: attempts and delays; ``backoff.attempts`` counts the first try.
-    :param limiter: client-side pacing, applied to every attempt (retries spend quota too).
+    :param limiter: client-side pacing, applied to every attempt (retries and redirects spend quota too).
     :param sleep: how to wait before a retry; tests pass one that records.
     :param service: log prefix, e.g. ``"FHIR"``.
     """
@@ -96,36 +145,44 @@ class HttpRetry:
         method: str,
         url: str,
         *,
+        timeout: float | tuple[float, float],
+        label: str | None = None,
         kind: str = "other",
-        label: str,
         idempotent: bool = True,
         auth_headers: Callable[[], Mapping[str, str]] | None = None,
         refresh: Callable[[], None] | None = None,
         retry_statuses: frozenset[int] = RETRYABLE_STATUS,
+        wait_out: WaitOut | None = None,
+        secret_url: bool = False,
         **kwargs: Any,
     ) -> requests.Response:
         """Send ``method url`` until it gets a non-transient answer, and return that answer (any status).
 
-        ``auth_headers`` gives headers per attempt (a refreshed token shows up on the next one).
-        ``refresh`` is called on the first 401 only, and the request is sent again at once without
-        spending an attempt; a second 401 is returned. ``idempotent=False`` (e.g. an append) is never
-        repeated after a transport error, since it may have landed. ``retry_statuses`` are the answers
-        retried here (a caller that waits out a 429 on its own terms leaves 429 out). The rest of ``kwargs`` go to
-        ``session.request``. Raises :class:`RetriesExhausted`, or the transport error of a request
-        that is not repeated.
+        ``label`` defaults to :func:`request_label`; ``secret_url=True`` (the URL is the secret, as a chat
+        webhook's is) masks it and needs a ``label`` of the caller's. ``auth_headers`` gives headers per
+        attempt (a refreshed token shows up on the next one). ``refresh`` is called on the first 401 only,
+        and the request is sent again at once without spending an attempt; a second 401 is returned.
+        ``idempotent=False`` (e.g. an append) is never repeated after a transport error, since it may have
+        landed. ``retry_statuses`` are the answers retried here; ``wait_out`` claims the answers it applies
+        to (see :class:`WaitOut`). The rest of ``kwargs`` go to ``session.request``. Raises
+        :class:`RetriesExhausted`, :class:`WaitedTooLong`, :class:`RedirectRefused`, or the transport error
+        of a request that is not repeated.
         """
+        if secret_url:
+            if label is None:
+                raise ValueError("a request to a secret URL needs a label that does not name it")
+            mask_url(url)
+        label = label or request_label(method, url)
         headers = dict(kwargs.pop("headers", None) or {})
+        basic = kwargs.get("auth")
+        if isinstance(basic, tuple) and len(basic) == 2:
+            mask_secret(basic[1])
         refreshed = False
 
         def once() -> requests.Response:
             sent = headers | dict(auth_headers()) if auth_headers else headers
-            self._pace(kind)
-            started = time.monotonic()
-            response = session.request(method, url, headers=sent, **kwargs)
-            log.debug("%s %s -> %s in %.0f ms", self.service, label, response.status_code, _ms_since(started))
-            if response.status_code == 429:
-                self._add(throttled=1)
-            return response
+            mask_authorization(sent)
+            return self._exchange(session, method, url, kind, label, headers=sent, timeout=timeout, **kwargs)
 
         def attempt() -> requests.Response:
             nonlocal refreshed
@@ -138,22 +195,21 @@ class HttpRetry:
                 response = once()
             return response
 
-        args = self.tenacity_args(label, idempotent=idempotent, statuses=retry_statuses)
-        return tenacity.Retrying(**args)(attempt)
-
-    def tenacity_args(
-        self, label: str, *, idempotent: bool = True, statuses: frozenset[int] = RETRYABLE_STATUS
-    ) -> dict[str, Any]:
-        """This policy as ``tenacity.Retrying`` arguments, for a call that returns a ``requests.Response``."""
-        return {
-            "stop": tenacity.stop_after_attempt(self.backoff.attempts),
-            "wait": self._wait,
-            "retry": tenacity.retry_if_result(partial(_retryable_answer, statuses))
-            | tenacity.retry_if_exception(partial(_retryable_error, idempotent)),
-            "before_sleep": partial(self._before_sleep, label),
-            "retry_error_callback": partial(_give_up, label),
-            "sleep": self.sleep,
-        }
+        claimed = wait_out.applies if wait_out else _never
+        args = self._tenacity_args(label, idempotent, partial(_retryable_answer, retry_statuses, claimed))
+        waited, waits = 0.0, 0
+        while True:
+            response = tenacity.Retrying(**args)(attempt)
+            if wait_out is None or not wait_out.applies(response):
+                return response
+            waits += 1
+            delay = wait_out.backoff.delay(waits, parse_retry_after(response.headers.get("Retry-After")))
+            if waited + delay > wait_out.budget:
+                raise WaitedTooLong(label, waited, delay, response)
+            if wait_out.before_wait is not None:
+                wait_out.before_wait(delay)
+            self.wait(delay, label, f"HTTP {response.status_code}, rate limited")
+            waited += delay
 
     def pause(self, attempt: int, retry_after: float | None, label: str, problem: str) -> float:
         """Wait as before retry number ``attempt`` (for retries the caller runs itself); return the delay."""
@@ -163,12 +219,59 @@ class HttpRetry:
         return delay
 
     def wait(self, delay: float, label: str, problem: str) -> None:
-        """Sleep ``delay`` seconds before a retry the caller times by its own policy; counted as a retry."""
+        """Sleep ``delay`` seconds before a retry timed by another policy; counted as a retry."""
         with self._lock:
             self.stats.retries += 1
             self.stats.wait_seconds += delay
         log.warning("%s %s: %s, waiting %.2fs before trying again", self.service, label, problem, delay)
         self.sleep(delay)
+
+    # one attempt: the request and the same-origin redirects it leads to
+
+    def _exchange(
+        self, session: requests.Session, method: str, url: str, kind: str, label: str, **kwargs: Any
+    ) -> requests.Response:
+        for _ in range(MAX_REDIRECTS + 1):
+            self._pace(kind)
+            started = time.monotonic()
+            response = session.request(method, url, allow_redirects=False, **kwargs)
+            log.debug("%s %s -> %s in %.0f ms", self.service, label, response.status_code, _ms_since(started))
+            if response.status_code == 429:
+                self._add(throttled=1)
+            if not response.is_redirect:
+                return response
+            target = urljoin(url, response.headers["Location"])
+            response.close()
+            refusal = redirect_refusal(url, target)
+            if refusal:
+                raise RedirectRefused(
+                    f"{self.service} {label}: the server answered HTTP {response.status_code} redirecting {refusal}; "
+                    "redirects are followed only on the same origin and scheme, so nothing was sent there "
+                    "(point the connection at the final address)"
+                )
+            log.info("%s %s: HTTP %d, following a redirect on the same origin", self.service, label,
+                     response.status_code)
+            method = _redirected_method(method, response.status_code)
+            if method == "GET":
+                kwargs = {k: v for k, v in kwargs.items() if k not in BODY_ARGUMENTS}
+            kwargs.pop("params", None)  # the Location carries the whole query
+            url = target
+        raise RedirectRefused(f"{self.service} {label}: more than {MAX_REDIRECTS} redirects in a row")
+
+    # tenacity
+
+    def _tenacity_args(
+        self, label: str, idempotent: bool, retryable_answer: Callable[[Any], bool]
+    ) -> dict[str, Any]:
+        return {
+            "stop": tenacity.stop_after_attempt(self.backoff.attempts),
+            "wait": self._wait,
+            "retry": tenacity.retry_if_result(retryable_answer)
+            | tenacity.retry_if_exception(partial(_retryable_error, idempotent)),
+            "before_sleep": partial(self._before_sleep, label),
+            "retry_error_callback": partial(_give_up, label),
+            "sleep": self.sleep,
+        }
 
     def _pace(self, kind: str) -> None:
         if self.limiter is not None:
@@ -202,8 +305,23 @@ class HttpRetry:
         )
 
 
-def _retryable_answer(statuses: frozenset[int], response: Any) -> bool:
-    return isinstance(response, requests.Response) and response.status_code in statuses
+def _redirected_method(method: str, status: int) -> str:
+    """As browsers and requests do: 303 becomes GET, and so does a POST answered 301/302; 307/308 keep it."""
+    if status == 303 and method != "HEAD":
+        return "GET"
+    if status in (301, 302) and method == "POST":
+        return "GET"
+    return method
+
+
+def _never(response: requests.Response) -> bool:
+    return False
+
+
+def _retryable_answer(
+    statuses: frozenset[int], claimed: Callable[[requests.Response], bool], response: Any
+) -> bool:
+    return isinstance(response, requests.Response) and response.status_code in statuses and not claimed(response)
 
 
 def _retryable_error(idempotent: bool, error: BaseException) -> bool:

@@ -55,7 +55,7 @@ class SheetsHook(GoogleBaseHook):
         requests_per_minute: int = 60,
         *,
         backoff: Backoff | None = None,
-        timeout: float | None = 60.0,
+        timeout: float = 60.0,
         impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:

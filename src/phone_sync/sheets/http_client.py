@@ -1,9 +1,10 @@
-"""The gspread HTTP client the hook plugs in: base-URL rewrite, then the shared retry path.
+"""The gspread HTTP client the hook plugs in: base-URL rewrite, then the project's one HTTP path.
 
 gspread builds every Sheets URL from the public endpoint; rewriting the prefix here points the
-unchanged production code path at a proxy or the local emulator. Every attempt (retries
-included) is paced and counted by :class:`~phone_sync.http.retry.HttpRetry`, because every
-attempt spends the region's quota.
+unchanged production code path at a proxy or the local emulator. Its ``AuthorizedSession`` is set up
+by the session factory (:func:`~phone_sync.http.session.http_session`), and every attempt (retries
+included) is paced and counted by :class:`~phone_sync.http.retry.HttpRetry`, because every attempt
+spends the region's quota; redirects off the API's origin are refused there, as for every request.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from gspread.exceptions import APIError
 from gspread.http_client import HTTPClient
 
 from phone_sync.http.retry import HttpRetry, RetriesExhausted
+from phone_sync.http.session import http_session
 
 PUBLIC_SHEETS_URL = "https://sheets.googleapis.com"
 
@@ -43,9 +45,10 @@ class PacedHTTPClient(HTTPClient):
         *,
         base_url: str = PUBLIC_SHEETS_URL,
         retry: HttpRetry,
-        timeout: float | None = 60.0,
+        timeout: float = 60.0,
     ) -> None:
         super().__init__(auth, session)  # type: ignore[arg-type]
+        http_session(session=self.session)
         self.base_url = base_url.rstrip("/")
         self.retry = retry
         self.timeout = timeout

@@ -23,7 +23,9 @@ import requests
 
 from phone_sync.config import SheetsConfig
 from phone_sync.http.pacing import Backoff
-from phone_sync.http.retry import HttpRetry, RetriesExhausted
+from phone_sync.http.retry import HttpRetry, RedirectRefused, RetriesExhausted
+from phone_sync.http.secrets import mask_secret
+from phone_sync.http.session import http_session
 
 from .a1 import cell_range, row_range
 from .access import SheetsAccess
@@ -60,8 +62,9 @@ class LiveSheet:
 
     def __init__(self, access: SheetsAccess, spreadsheet_id: str, session: requests.Session | None = None) -> None:
         self.access = access
+        mask_secret(access.token)
         self.url = f"{access.api_url.rstrip('/')}/v4/spreadsheets/{quote(spreadsheet_id, safe='')}"
-        self.session = session or requests.Session()
+        self.session = session or http_session()
         self.retry = HttpRetry(Backoff(attempts=1), service="Sheets")
 
     @property
@@ -86,6 +89,8 @@ class LiveSheet:
             )
         except RetriesExhausted as exhausted:
             raise NotWritten(f"{label} {exhausted.problem}") from None
+        except RedirectRefused:
+            raise NotWritten(f"{label} was redirected off its origin") from None
         except requests.RequestException as exc:
             raise NotWritten(f"{label} {type(exc).__name__}") from None
         if not response.ok:

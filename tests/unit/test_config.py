@@ -18,7 +18,7 @@ MINIMAL: dict[str, Any] = {
     "display_name": "Kabupaten Banyumas",
     "owner": "dinkes-banyumas",
     "start_date": "2026-01-01",
-    "sheets": {"conn_id": "google_sheets_banyumas", "spreadsheet_id": "sheet-1", "worksheet": "pasien"},
+    "sheets": {"conn_id": "google_sheets_banyumas", "spreadsheet_id": "banyumas-spreadsheet-1", "worksheet": "pasien"},
     "fhir": {"conn_id": "fhir_banyumas", "identifier_system": "https://fhir.kemkes.go.id/id/nik"},
 }
 
@@ -178,7 +178,7 @@ def sharing(name: str, field: str, start_date: str = "2026-01-01", **changes: An
     """MINIMAL as region ``name`` with its own connections and sheet, except ``field`` (shared with banyumas)."""
     data = with_change("region", name)
     data["start_date"] = start_date
-    data["sheets"].update(conn_id=f"google_sheets_{name}", spreadsheet_id=f"sheet-{name}")
+    data["sheets"].update(conn_id=f"google_sheets_{name}", spreadsheet_id=f"spreadsheet-of-{name}")
     data["fhir"]["conn_id"] = f"fhir_{name}"
     section, key = field.split(".")
     data[section][key] = MINIMAL[section][key]

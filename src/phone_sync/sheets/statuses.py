@@ -22,13 +22,13 @@ from operator import attrgetter
 from gspread.exceptions import APIError
 
 from phone_sync.config import SheetsConfig
-from phone_sync.masking import mask
+from phone_sync.redaction import mask
 
 from .a1 import cell_range, row_range
 from .errors import explains_setup_errors
 from .headers import HeaderRow, ensure_grid_columns, plan_write_columns, read_header, require
 from .hook import SheetsHook
-from .values import as_text
+from .values import as_text, identifier_text
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def place(cells: list[StatusCell], current: list[object], first_row: int) -> tup
     # At 100,000 rows a list per identifier costs tens of MiB: a row number alone, a list only when repeated.
     now: dict[str, int | list[int]] = {}
     for index, value in enumerate(current):
-        text, row = as_text(value), first_row + index  # type: ignore[arg-type]
+        text, row = identifier_text(value), first_row + index  # type: ignore[arg-type]
         held = now.setdefault(text, row)
         if isinstance(held, list):
             held.append(row)

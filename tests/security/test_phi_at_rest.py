@@ -170,3 +170,14 @@ def test_rotation_keeps_old_values_readable_and_a_wrong_key_says_what_to_fix() -
         Batch.from_xcom(sealed, Sealer.from_text(new, "Airflow connection 'phone_sync_phi_key'"))
     with pytest.raises(ContractError, match="must be sealed"):
         batch.to_xcom()
+
+
+@pytest.mark.parametrize("separator", [";", " ", "\n", "\t", ""])
+def test_keys_joined_by_anything_but_a_comma_are_refused_naming_the_position(separator: str) -> None:
+    """Fernet alone reads ``NEW;OLD`` as NEW (base64 stops at its padding): OLD would be dropped without a word."""
+    old, new = new_key(), new_key()
+    sealed = Sealer.from_text(old).seal({"row": 2})
+    with pytest.raises(PhiKeyError, match=r"key 2 of 2 is not a Fernet key.*separate several keys with commas"):
+        Sealer.from_text(f"{new}, {new}{separator}{old}")
+
+    assert Sealer.from_text(f"{new},\n {old}").open(sealed) == {"row": 2}, "commas, with spaces around them, separate"

@@ -389,7 +389,7 @@ def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
         append_report(_sheets_hook(config), config.sheets, values)
     except Exception as exc:
         if problem is None:
-            raise
+            raise shown(exc) from None  # a Sheets error's text may quote the sheet
         # The sheet may be what failed: the run still fails with its real cause, below.
         batch_log.summary(TaskId.REPORT, region=config.region, report_row="not written", error=safe_reason(exc))
     batch_log.summary(

@@ -1,18 +1,24 @@
-"""Scanning what a run leaves behind for patient data: every identifier and phone number it handled.
+"""Scanning what a run leaves behind for patient data: every identifier and phone number it handled, and
+the names, birth dates and addresses a sheet or a server put in front of it.
 
 A phone is looked for by its national significant number (``8123456789``), which every written form
 contains: E.164 (``+628123456789``), national (``08123456789``), raw digits (``628123456789``), and a
 cell's own formatting once separators between digits are dropped (``0812-3456-789``). Identifiers are
-looked for as they are. Blobs are read as bytes: a database file, a ``pg_dump``, log files, output.
+looked for as they are. Names, dates and addresses are not digits: :func:`scan_text` looks for them as
+written and as JSON, URL and HTML would escape them. Blobs are read as bytes: a database file, a
+``pg_dump``, log files, output, alert bodies.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import phonenumbers
 
@@ -54,6 +60,32 @@ def phi_of(scenario: Scenario) -> set[str]:
         values |= {str(i["value"]) for i in patient.get("identifier", [])}
         values |= {national_number(t["value"]) or "" for t in patient.get("telecom", []) if t["system"] == "phone"}
     return {value for value in values if len(value) >= 8 and value.isdigit()}
+
+
+def names_of(scenario: Scenario) -> set[str]:
+    """Every patient's name as a person writes it: ``Siti Rahayu``."""
+    return {
+        " ".join([*name.get("given", []), name.get("family", "")]).strip()
+        for patient in scenario.patients
+        for name in patient.get("name", [])
+    }
+
+
+def _written_forms(text: str) -> set[bytes]:
+    forms = {text, text.lower(), text.upper(), quote(text), quote_plus(text), html.escape(text)}
+    forms |= {json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1], text.replace("/", "\\/")}
+    return {form.encode() for form in forms}
+
+
+def scan_text(blobs: Iterable[tuple[str, bytes]], needles: set[str]) -> list[Hit]:
+    """Where any needle (a name, a date, an address as written) stands in any blob, in any of its written forms."""
+    forms = {form: needle for needle in needles for form in _written_forms(needle)}
+    hits: dict[tuple[str, str], Hit] = {}
+    for where, blob in blobs:
+        for form, needle in forms.items():
+            if form in blob:
+                hits.setdefault((where, needle), Hit(where, needle))
+    return list(hits.values())
 
 
 def _runs(blob: bytes) -> Iterator[bytes]:

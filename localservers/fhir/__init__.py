@@ -17,7 +17,8 @@ Admin (loopback only, no auth): ``GET /_admin/stats`` (counts by interaction, st
 bundle entries), ``GET /_admin/requests?since=N`` (the request log: interaction, path, status, token hash,
 ms), ``POST /_admin/reset-stats``, ``GET|POST|DELETE /_admin/faults`` (see :class:`faults.Knobs`: latency,
 429 next-N/every-N/window/rate with Retry-After, 503 next-N/window/by identifier, dropped connections,
-conflict status, batch on/off, per-identifier 422 rejections), ``POST /_admin/revoke-tokens``,
-``GET|POST /_admin/token-policy`` (style, grant_limit, window_seconds, rate_limit_status, expires_in).
+conflict status, batch on/off, per-identifier 422 rejections, refusals quoting given text),
+``POST /_admin/revoke-tokens``, ``GET|POST /_admin/token-policy`` (style, grant_limit, window_seconds,
+rate_limit_status, expires_in).
 ``/_admin/stats`` counts ``tokens_issued`` and ``token_refusals`` (rate_limited, invalid_client) since start.
 """

@@ -195,6 +195,9 @@ class FaultLayer:
             )
         elif not spared and knobs.forbidden:
             response = outcome_response(403, "HAPI-0334: Access denied by rule: Deny all", "forbidden")
+        elif not spared and interaction in knobs.refuse:
+            diagnostics = f"HAPI-1861: Failed to process the request: {knobs.quote}".rstrip(": ")
+            response = outcome_response(knobs.refuse[interaction], diagnostics, "invalid")
         if response is not None:
             entry["status"] = response.status_code
             entry["ms"] = round((time.monotonic() - started) * 1000, 1)

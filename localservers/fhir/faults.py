@@ -1,4 +1,5 @@
-"""Fault knobs: latency, 429 with Retry-After, 503 outages, dropped connections, per-patient rejections, 403s.
+"""Fault knobs: latency, 429 with Retry-After, 503 outages, dropped connections, per-patient rejections, 403s,
+refusals that quote patient data.
 
 Set at start from the command line and changed at runtime with ``POST /_admin/faults``. Faults apply to
 FHIR interactions only: ``/metadata`` (the health check), the token endpoint and ``/_admin`` are spared.
@@ -37,6 +38,11 @@ class Knobs:
     # 403 for every FHIR interaction: the credentials are valid but lack a permission (HAPI's authorization
     # interceptor answers like this; SATUSEHAT answers 403 for an organisation not allowed a resource).
     forbidden: bool = False
+    # A server that quotes patient data in its errors, as servers quoting the request back do: every request of
+    # an interaction in ``refuse`` ("search", "batch", ...) answers that HTTP status with an OperationOutcome, and
+    # ``quote`` ends the diagnostics of those answers and of the ``reject_identifiers`` rejections.
+    refuse: dict[str, int] = field(default_factory=dict)
+    quote: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ class Faults:
             raise ValueError(f"unknown fault knobs: {sorted(unknown)}")
         if changes.get("conflict_status", 409) not in (409, 412):
             raise ValueError("conflict_status must be 409 or 412")
+        if not all(isinstance(status, int) and 400 <= status < 600 for status in changes.get("refuse", {}).values()):
+            raise ValueError("refuse maps interactions to HTTP statuses from 400 to 599")
         with self._lock:
             self.knobs = replace(self.knobs, **changes)
             now = time.monotonic()

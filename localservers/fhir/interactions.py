@@ -118,7 +118,8 @@ class Interactions:
                 raise FhirServerError(
                     422,
                     f"HAPI-0574: Profile validation failed for Patient with identifier {sorted(hit)[0]}: "
-                    f"Patient.telecom value '{phone}' is not permitted by the regional profile",
+                    f"Patient.telecom value '{phone}' is not permitted by the regional profile"
+                    + (f"; {self.faults.knobs.quote}" if self.faults.knobs.quote else ""),
                     "processing",
                 )
 

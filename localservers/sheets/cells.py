@@ -66,8 +66,13 @@ def with_format(cell: Stored, fmt: NumberFormat | None) -> Stored:
     return Cell(raw, fmt)
 
 
-def _number(value: float) -> int | float:
-    """Integral doubles travel as JSON integers, as the API sends them."""
+def _number(value: int | float) -> int | float:
+    """A number as Sheets keeps it, a double: integral ones travel as JSON integers, as the API sends them.
+
+    An integer beyond 2**53 is rounded to the nearest double (9471021234567891 is kept as ...892), as in Sheets.
+    """
+    if isinstance(value, int) and abs(value) >= 2**53:
+        value = float(value)
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
     return value
@@ -127,7 +132,7 @@ def user_entered(value: object, existing_format: NumberFormat | None = None) -> 
     if value is None:
         return None
     if isinstance(value, bool | int | float):
-        return with_format(_number(value) if isinstance(value, float) else value, existing_format)
+        return with_format(value if isinstance(value, bool) else _number(value), existing_format)
     text = str(value)
     if text == "":
         return None
@@ -153,7 +158,7 @@ def raw(value: object, existing_format: NumberFormat | None = None) -> Stored:
     """RAW input: stored exactly as given; a string stays a string, even ``=...`` or ``0812``."""
     if value is None or value == "":
         return None
-    if isinstance(value, float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         value = _number(value)
     if not isinstance(value, str | int | float | bool):
         value = str(value)

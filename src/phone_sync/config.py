@@ -32,6 +32,25 @@ SECRET_KEY = re.compile(
     r"(token|passw(or)?d|passwd|secret|private_?key|api_?key|credential|bearer|auth_?header)",
     re.IGNORECASE,
 )
+# Values that look like a secret, whatever their key: what each kind is called in the message (never the value).
+SECRET_VALUES = {
+    "a PEM block (a key or certificate)": re.compile(r"-----BEGIN [A-Z0-9 ]*-----"),
+    "a bearer token": re.compile(r"\bbearer\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE),
+    "a token, secret or password parameter": re.compile(
+        r"\b(?:access_token|refresh_token|id_token|client_secret|api_?key|password|passwd|secret|token)"
+        r"\s*[=:]\s*[^\s&]",
+        re.IGNORECASE,
+    ),
+    "a JSON Web Token": re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+    "a Google API key or OAuth token": re.compile(r"\bAIza[0-9A-Za-z_-]{30,}|\bya29\.[0-9A-Za-z_-]{8,}"),
+    "a URL with a user and password": re.compile(r"://[^/\s:@]+:[^/\s@]+@"),
+    "a chat webhook URL (it embeds its secret)": re.compile(
+        r"hooks\.slack\.com/|chat\.googleapis\.com/|webhook\.office\.com/", re.IGNORECASE
+    ),
+}
+# A Google spreadsheet id: letters, digits, '-' and '_' (Google's are 44 long; 16 lets a local emulator's
+# "demo-spreadsheet" through and still refuses a URL, a name with spaces or a pasted secret).
+SPREADSHEET_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
 SCHEDULE_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually"}
 
 DAG_ID_PREFIX = "phone_sync__"
@@ -59,7 +78,7 @@ class ColumnHeaders(_Strict):
 
 class SheetsConfig(_Strict):
     conn_id: ConnId
-    spreadsheet_id: str = Field(min_length=1)
+    spreadsheet_id: str
     worksheet: str = Field(min_length=1)
     header_row: int = Field(default=1, ge=1)
     columns: ColumnHeaders = ColumnHeaders()
@@ -67,6 +86,19 @@ class SheetsConfig(_Strict):
     preview_worksheet: str = "phone_sync_preview"  # a preview run's decisions, replaced by the next preview
     select_worksheet: str = "phone_sync_select"  # identifiers a run limited to listed identifiers takes
     requests_per_minute: int = Field(default=60, ge=1, le=300)
+
+    @field_validator("spreadsheet_id")
+    @classmethod
+    def _looks_like_a_spreadsheet_id(cls, value: str) -> str:
+        """Never echoes the value: a mistake here may be a pasted secret, and this message is shown in the UI."""
+        if "/spreadsheets/d/" in value:
+            raise ValueError("holds the sheet's URL; give only its id, the part between /d/ and the next /")
+        if not SPREADSHEET_ID.fullmatch(value):
+            raise ValueError(
+                "is not a Google spreadsheet id: 16 to 128 letters, digits, '-' and '_' (Google's are 44 long), "
+                "the part of the sheet's URL between /d/ and the next /"
+            )
+        return value
 
 
 class FhirConfig(_Strict):
@@ -114,6 +146,15 @@ class TaskRetries(_Strict):
     max_delay_seconds: float = Field(default=600, ge=0)
 
 
+class Timeouts(_Strict):
+    """Overrides of the time limits phone-sync derives from the region's size and pacing
+    (``phone_sync.time_limits``); unset, each is derived."""
+
+    step_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)  # extract, clean, write-back, report
+    batch_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)  # each process_batch
+    run_hours: float | None = Field(default=None, gt=0, le=31 * 24)  # the whole run
+
+
 class RegionConfig(_Strict):
     region: str = Field(pattern=SLUG)
     # preview: scheduled runs decide and write a preview worksheet, never FHIR or statuses, until "live".
@@ -132,6 +173,7 @@ class RegionConfig(_Strict):
     fhir_requests_per_second: float = Field(default=10.0, gt=0, le=1000)
     max_parallel_batches: int = Field(default=4, ge=1, le=64)
     retries: TaskRetries = TaskRetries()
+    timeouts: Timeouts = Timeouts()
     alerts: Alerts = Alerts()
     # The Airflow connection holding the key that seals patient data between tasks (phone_sync.crypto).
     phi_key_conn_id: ConnId = "phone_sync_phi_key"
@@ -139,10 +181,11 @@ class RegionConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _no_secrets(cls, data: Any) -> Any:
-        for path in _secret_like_keys(data):
+        found = list(_secret_like(data))
+        if found:
             raise ValueError(
-                f"'{path}' looks like a secret; region files must not hold secrets. "
-                "Put it in the Airflow connection named by sheets.conn_id or fhir.conn_id."
+                "; ".join(found) + ". Region files must not hold secrets: put them in the Airflow connection "
+                "named by sheets.conn_id, fhir.conn_id or alerts.webhook_conn_id"
             )
         return data
 
@@ -185,16 +228,22 @@ class RegionConfig(_Strict):
         return moment.astimezone(self.zone).date()
 
 
-def _secret_like_keys(data: Any, prefix: str = "") -> Iterator[str]:
+def _secret_like(data: Any, prefix: str = "") -> Iterator[str]:
+    """A problem for every key, and every text value, that looks like a secret; never the value itself."""
     if isinstance(data, dict):
         for key, value in data.items():
             path = f"{prefix}{key}"
             if isinstance(key, str) and SECRET_KEY.search(key):
-                yield path
-            yield from _secret_like_keys(value, path + ".")
+                yield f"'{path}' looks like a secret"
+            yield from _secret_like(value, path + ".")
     elif isinstance(data, list):
         for index, item in enumerate(data):
-            yield from _secret_like_keys(item, f"{prefix}{index}.")
+            yield from _secret_like(item, f"{prefix}{index}.")
+    elif isinstance(data, str):
+        for kind, pattern in SECRET_VALUES.items():
+            if pattern.search(data):
+                yield f"'{prefix.removesuffix('.')}' holds what looks like {kind}"
+                break
 
 
 def printable(text: str) -> str:

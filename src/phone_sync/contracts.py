@@ -126,6 +126,7 @@ class ExtractedRow:
     identifier: str = field(repr=False)  # PHI fields stay out of reprs, logs and tracebacks
     phone: CellValue = field(repr=False)
     feed_date: date | None = None
+    identifier_lost_digits: bool = False  # the cell was a number the sheet could not hold exactly
 
     @classmethod
     def of(cls, row: Any) -> ExtractedRow:

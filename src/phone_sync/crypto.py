@@ -14,6 +14,7 @@ one opens, so a run sealed before a rotation can still be cleared and rerun afte
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from typing import Any
 
@@ -23,6 +24,9 @@ from phone_sync.errors import SetupError
 
 DEFAULT_KEY_CONN_ID = "phone_sync_phi_key"
 COMPRESSION_LEVEL = 6
+# Exactly one Fernet key: 32 bytes, url-safe base64 with its padding. Fernet alone would take "NEW;OLD",
+# "NEW OLD" or "NEW\nOLD" as NEW (base64 decoding stops at NEW's padding) and silently drop OLD.
+FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
 
 
 class PhiKeyError(SetupError):
@@ -43,18 +47,22 @@ class Sealer:
         fernets = []
         for number, key in enumerate(keys, start=1):
             try:
+                if not FERNET_KEY.fullmatch(key.strip()):
+                    raise ValueError
                 fernets.append(Fernet(key.strip()))
             except (ValueError, TypeError):
                 raise PhiKeyError(
-                    f"{source}: key {number} of {len(keys)} is not a Fernet key (32 url-safe base64-encoded bytes); "
-                    "generate one with `python -m phone_sync.unseal new-key`"
+                    f"{source}: key {number} of {len(keys)} is not a Fernet key (44 characters: 32 url-safe "
+                    "base64-encoded bytes); separate several keys with commas, newest first; generate one with "
+                    "`python -m phone_sync.unseal new-key`"
                 ) from None
         self._fernet = MultiFernet(fernets)
         self.source = source
 
     @classmethod
     def from_text(cls, text: str | None, source: str = "the PHI key") -> Sealer:
-        """Keys as the connection's password holds them: comma-separated, newest first."""
+        """Keys as the connection's password holds them: comma-separated (spaces around a comma are fine), newest
+        first. Any other separator makes a key that is refused, naming its position."""
         return cls([key for key in (text or "").split(",") if key.strip()], source)
 
     def seal(self, value: Any) -> str:

@@ -24,6 +24,7 @@ from phone_sync.alerts.dispatch import batch_callbacks, dag_callbacks
 from phone_sync.config import DAG_ID_PREFIX, RegionConfig, RegionConfigError, load_regions, printable, regions_dir
 from phone_sync.contracts import TaskId
 from phone_sync.controls import trigger_form
+from phone_sync.time_limits import TimeLimits, describe, max_map_length, time_limits
 
 CONFIG_ERROR_TAG = "config-error"
 DAG_ID_MAX = 250  # Airflow's limit on a key
@@ -34,17 +35,18 @@ SHOWN_PROBLEMS, SHOWN_PROBLEM_CHARS, DESCRIPTION_PROBLEM_CHARS = 20, 300, 1000
 log = logging.getLogger(__name__)
 
 
-def _task_args(config: RegionConfig) -> dict[str, Any]:
+def _task_args(config: RegionConfig, limits: TimeLimits) -> dict[str, Any]:
     return {
         "owner": config.owner,
         "retries": config.retries.count,
         "retry_delay": timedelta(seconds=config.retries.delay_seconds),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(seconds=config.retries.max_delay_seconds),
+        "execution_timeout": limits.step,  # process_batch sets its own
     }
 
 
-def _doc_md(config: RegionConfig) -> str:
+def _doc_md(config: RegionConfig, limits: TimeLimits) -> str:
     sheets, fhir = config.sheets, config.fhir
     selection = (
         "rows whose feed date falls in the run's data interval"
@@ -82,6 +84,8 @@ to the **{sheets.report_worksheet}** worksheet.
 
 Owner: {config.owner}. Schedule `{config.schedule}` ({config.timezone}). At most
 {config.max_parallel_batches} batches run at once, {config.fhir_requests_per_second:g} FHIR requests per second.
+Time limits: {describe(limits.batch)} a batch, {describe(limits.step)} each other task, {describe(limits.run)} the
+run (`timeouts` in the region file overrides them); a task past its limit fails and says so.
 """
 
 
@@ -94,6 +98,7 @@ def _timetable(config: RegionConfig) -> CronDataIntervalTimetable | str | None:
 
 def build_region_dag(config: RegionConfig) -> DAG:
     """The pipeline for one region: extract -> clean -> process batches (mapped) -> write back -> report."""
+    limits = time_limits(config, max_map_length())
 
     @dag(
         dag_id=config.dag_id,
@@ -106,9 +111,10 @@ def build_region_dag(config: RegionConfig) -> DAG:
         ),
         catchup=False,
         max_active_runs=1,
+        dagrun_timeout=limits.run,
         tags=["phone-sync", config.region, *config.tags],
-        default_args=_task_args(config),
-        doc_md=_doc_md(config),
+        default_args=_task_args(config, limits),
+        doc_md=_doc_md(config, limits),
         params=trigger_form(config),
         **dag_callbacks(config),
     )
@@ -132,6 +138,7 @@ def build_region_dag(config: RegionConfig) -> DAG:
             map_index_template="{{ batch_label }}",
             show_return_value_in_logs=False,
             max_active_tis_per_dag=config.max_parallel_batches,
+            execution_timeout=limits.batch,
             **batch_callbacks(config),
         )
         def process_batch(batch: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ PHONE_PROBLEMS = {
     "not_a_number": "not a phone number",
     "too_short": "too short",
     "too_long": "too long",
+    "cell_too_long": "cell too long to hold only phone numbers",
     "invalid_country_code": "unknown country code",
     "invalid": "not a valid number",
 }
@@ -74,6 +75,10 @@ class Reason(StrEnum):
         return member
 
     IDENTIFIER_MISSING = "identifier_missing", "identifier missing"
+    IDENTIFIER_LOST_DIGITS = (
+        "identifier_lost_digits",
+        "identifier was stored as a number and lost digits; re-enter it as text",
+    )
     FEED_DATE_MISSING = "feed_date_missing", "feed date missing or unreadable; fix it and clear this status"
     INVALID_PHONE = "invalid_phone", "invalid phone, {detail}"  # detail: the phone cleaner's reason code
     SUPERSEDED = "superseded", "superseded by row {detail}"

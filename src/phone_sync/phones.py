@@ -3,13 +3,16 @@
 Pure functions, no I/O. The rule that matters most: never invent digits. A wrong number on a
 patient record is worse than none, so anything that lost digits on its way through the sheet
 (scientific notation, rounded numbers) is rejected with a reason an operator can act on.
+
+A cell is whatever an operator (or a paste) put there, so cleaning takes time linear in its length and
+looks at no more than :data:`MAX_CELL_CHARS` characters: a longer cell is refused unread. No regular
+expression here can backtrack (none nests quantifiers or lets two of them compete for the same text).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
@@ -19,6 +22,7 @@ from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResu
 
 from phone_sync.contracts import CellValue
 from phone_sync.outcomes import PHONE_PROBLEMS
+from phone_sync.sheets.values import ascii_digits, looks_rounded
 
 OutputFormat = Literal["E164", "NATIONAL"]
 
@@ -48,13 +52,16 @@ PLACEHOLDERS = frozenset(
         "x",
     }
 )
-# Separators seen between several numbers in one cell (WhatsApp exports, front desks, survey tools).
-SEPARATORS = re.compile(r"\s*(?:[,;/|\n\r]|\s+atau\s+|\s+dan\s+|\s+or\s+)\s*", re.IGNORECASE)
+# A phone cell is short; three numbers with notes fit in 100 characters. Longer is not a phone cell.
+MAX_CELL_CHARS = 200
+# Separators seen between several numbers in one cell (WhatsApp exports, front desks, survey tools):
+# these characters, and these words with spaces around them.
+SEPARATOR_CHARS = ",;/|\n\r"
+SEPARATOR_WORDS = frozenset({"atau", "dan", "or"})
+_TO_ONE_SEPARATOR = str.maketrans(dict.fromkeys(SEPARATOR_CHARS, ","))
 SCIENTIFIC = re.compile(r"^\+?(?P<int>\d+)(?:[.,](?P<frac>\d+))?[eE]\+?(?P<exp>\d{1,3})$")
 FORMATTING = re.compile(r"[\s\-.()\[\]\u00a0\u2010-\u2015\u2212]")
 TRAILING_ZERO_FRACTION = re.compile(r"[.,]0+$")
-# A number-typed cell whose digits are mostly padding zeros was rounded by the sheet.
-MIN_SIGNIFICANT_DIGITS = 7
 MAX_NATIONAL_DIGITS = 12
 MIN_NATIONAL_DIGITS = 7
 
@@ -80,23 +87,34 @@ def _reject(reason: str) -> CleanedPhone:
     return CleanedPhone(reason=reason)
 
 
-def _ascii_digits(text: str) -> str:
-    """Full-width, Arabic-Indic and other Unicode decimal digits become ASCII digits."""
-    text = unicodedata.normalize("NFKC", text)
-    return "".join(
-        str(unicodedata.decimal(ch)) if not ch.isascii() and unicodedata.decimal(ch, None) is not None else ch
-        for ch in text
-    )
+def _parts(text: str) -> list[str]:
+    """The cell cut where it lists several numbers (``SEPARATOR_CHARS``, ``SEPARATOR_WORDS``), spaces collapsed.
+
+    One pass over the characters, then one over the words: linear in the cell's length, whatever it holds.
+    """
+    parts: list[str] = []
+    for chunk in text.translate(_TO_ONE_SEPARATOR).split(","):
+        words: list[str] = []
+        for word in chunk.split():
+            if word.casefold() in SEPARATOR_WORDS:
+                parts.append(" ".join(words))
+                words = []
+            else:
+                words.append(word)
+        parts.append(" ".join(words))
+    return [part for part in parts if part]
 
 
 def _number_digits(value: int | float) -> str | CleanedPhone:
     """Digits of a number-typed cell, or a rejection when the sheet rounded it."""
+    if isinstance(value, int) and value.bit_length() > 64:  # far beyond any phone number (and str() of it)
+        return _reject("too_long")
     if isinstance(value, float):
         if not math.isfinite(value) or not value.is_integer():
             return _reject("not_a_number")
         value = int(value)
     digits = str(abs(value))
-    if len(digits) >= 10 and len(digits.rstrip("0")) < MIN_SIGNIFICANT_DIGITS:
+    if looks_rounded(digits):
         return _reject("truncated")
     return digits
 
@@ -190,14 +208,17 @@ def clean_phone(value: CellValue, default_country: str = "ID", output_format: Ou
             return digits
         text = digits
     else:
-        text = _ascii_digits(str(value)).strip()
+        text = str(value).strip()
+        if len(text) > MAX_CELL_CHARS:
+            return _reject("cell_too_long")
+        text = ascii_digits(text).strip()
     if not text:
         return _reject("empty")
 
     if text.lower() in PLACEHOLDERS:
         return _reject("placeholder")
     whole = _expand_scientific(text.lstrip("'"))  # before splitting: "6,28E+12" uses a decimal comma
-    parts = [text] if whole is not None else [p for p in SEPARATORS.split(text) if p.strip()]
+    parts = [text] if whole is not None else _parts(text)
     if not parts:
         return _reject("placeholder")
     found = [item for part in parts for item in _as_list(_clean_part(part, default_country))]
@@ -217,7 +238,7 @@ def canonical(value: str | None, default_country: str = "ID") -> str | None:
     if not value:
         return None
     try:
-        number = phonenumbers.parse(_ascii_digits(value), default_country)
+        number = phonenumbers.parse(ascii_digits(value), default_country)
     except NumberParseException:
         return None
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)

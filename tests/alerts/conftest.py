@@ -61,7 +61,7 @@ def region_config(**alerts: Any) -> RegionConfig:
             "owner": "owner@example.org",
             "schedule": None,
             "start_date": date(2026, 1, 1),
-            "sheets": {"conn_id": "probe_sheets", "spreadsheet_id": "probe-sheet", "worksheet": "patients"},
+            "sheets": {"conn_id": "probe_sheets", "spreadsheet_id": "probe-spreadsheet", "worksheet": "patients"},
             "fhir": {"conn_id": "probe_fhir", "identifier_system": "https://example.org/nik"},
             "alerts": alerts,
         }

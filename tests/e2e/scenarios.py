@@ -543,7 +543,7 @@ def shared_token(world: World, name: str) -> list[dict[str, Any]]:
 
 def renamed_header(world: World, name: str, alerts: WebhookSink) -> dict[str, Any]:
     """An operator renames the phone column: extract fails on its first try (no retries), the tasks after it
-    skip or fail cleanly, the run is red, the report row and the alert name the step and the headers found."""
+    skip or fail cleanly, the run is red, the report row and the alert name the step and the region's headers found."""
     cluster, region = world.cluster, world.regions[name]
     dag_id = _start(world, name)
     phone_col = chr(ord("A") + read_sheet(region).header.index(region.config.sheets.columns.phone))
@@ -561,7 +561,8 @@ def renamed_header(world: World, name: str, alerts: WebhookSink) -> dict[str, An
     assert tis[("run_report", -1)]["state"] == "failed"
     [report] = report_for(region, run_id)
     assert report["problem"].startswith(f"extract_rows: region {name}: header 'phone_number' not found")
-    assert "'nomor_hp'" in report["problem"]
+    assert "among them this region's headers 'nik' (column A)" in report["problem"]
+    assert "nomor_hp" not in report["problem"], "a cell's text may be patient data: never quoted"
     posted = cluster.wait_until(
         "the run-failure alert",
         lambda: [p for p in alerts.received() if (p["json"] or {}).get("run_id") == run_id],

@@ -9,8 +9,7 @@ import pytest
 
 from phone_sync.fhir.client import FhirClient
 from phone_sync.fhir.hook import FhirHook
-from phone_sync.fhir.scrub import scrub
-from phone_sync.masking import mask
+from phone_sync.redaction import mask
 from tests.fhir.helpers import (
     CLIENT_SECRET,
     FAST_BACKOFF,
@@ -60,16 +59,3 @@ def test_nothing_sensitive_in_logs(
     leaked = [secret for secret in secrets if secret in text]
     assert leaked == []
 
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("identifier 3302011234567890 invalid", "identifier <redacted> invalid"),
-        ("phone '+62 812-3456-7890' not permitted", "phone '<redacted>' not permitted"),
-        ("mail budi.santoso@example.id bounced", "mail <redacted> bounced"),
-        ("Patient/123/_history/4 is stale", "Patient/123/_history/4 is stale"),
-        ("name Siti Rahma unknown", "name <redacted> unknown"),
-    ],
-)
-def test_scrub(text: str, expected: str) -> None:
-    assert scrub(text, known=["Siti Rahma"]) == expected

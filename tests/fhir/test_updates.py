@@ -225,7 +225,7 @@ def test_rejected_and_partial_rows(fhir: LocalFhir, bearer_conn: str) -> None:
     assert (partial.detail or "").startswith("1/2 patients not updated")
     assert (rejected.outcome, rejected.reason) == ("failed", "rejected")
     assert (rejected.detail or "").startswith("HTTP 422")
-    assert "profile" in (rejected.detail or "")
+    assert "HAPI-0574" in (rejected.detail or ""), "which rule refused it; never the server's free text"
     assert updated.outcome == "updated"
     for text in (partial.text, rejected.text):
         for secret in (lone, shared, bpjs, "+6281344446666", "6281344446666", OLD):

@@ -39,6 +39,7 @@ def started(make_region: MakeRegion, rows: int = 60, seed: int = 41) -> tuple[Lo
 
 
 def test_a_renamed_column_header_fails_at_once_naming_the_headers_found(make_region: MakeRegion) -> None:
+    """Names the region's headers that are there; other cells are never quoted (they may be a patient's row)."""
     region, scenario = started(make_region)
     region.sheet_edit({"op": "set", "range": "C1", "values": [["nomor_hp"]]})  # was phone_number
 
@@ -48,7 +49,8 @@ def test_a_renamed_column_header_fails_at_once_naming_the_headers_found(make_reg
     [report] = report_rows(region)
     problem = report["problem"]
     assert problem.startswith("extract_rows: region demo: header 'phone_number' not found on row 1")
-    assert "'nomor_hp'" in problem, "what was found instead"
+    assert "among them this region's headers 'nik' (column A)" in problem, "what was found instead"
+    assert "nomor_hp" not in problem
     assert report["rows read"] in ("", None)
     assert all(text == "" for row, text in statuses(region).items() if row > 1), "no status was written"
 

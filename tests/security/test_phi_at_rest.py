@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from localservers.scenario import generate
+from localservers.sinks.processes import SmtpSink, WebhookSink
 from localservers.stack import conn_env_name
 from phone_sync.contracts import Batch, BatchRow, ContractError, batch_key
 from phone_sync.crypto import PhiKeyError, Sealer, new_key
-from tests.phi import files, national_number, phi_of, scan
+from tests.alerts.conftest import alert_settings, every_body, rules_posted
+from tests.phi import files, names_of, national_number, phi_of, scan, scan_text
 from tests.regions import MakeRegion, report_rows, run_dag, statuses, ti_states
 
 pytestmark = pytest.mark.slow
@@ -50,6 +52,63 @@ def test_a_full_run_leaves_no_identifier_or_phone_in_airflow(
     assert sum(len(blob) for _, blob in leftovers) > 100_000, "the scan reads the real database"
     hits = scan([*leftovers, ("stdout", output.out.encode()), ("stderr", output.err.encode())], needles)
     assert hits == [], f"patient data at rest in Airflow: {hits[:5]}"
+
+
+HOSTILE_ADDRESS = "Jl. Melati No. 17/3 RT 003/RW 004"
+
+
+def slashed(iso_date: str) -> str:
+    """A birth date as Indonesian forms write it: ``1980-03-12`` -> ``12/03/1980``."""
+    return "/".join(reversed(iso_date.split("-")))
+
+
+def test_a_hostile_sheet_and_hostile_fhir_answers_leave_no_patient_data_behind(
+    make_region: MakeRegion, smtp: SmtpSink, webhook: WebhookSink, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Names, birth dates, addresses and slashed numbers where phone-sync reads text: a header row sorted away,
+    names in identifier and phone cells, and a FHIR server that quotes patients in its 400s and 422s. Four
+    real runs, then the database, the logs, the output, the report rows and every alert are scanned."""
+    scenario = generate(120, seed=36)
+    region = make_region(scenario, batch_size=50, alerts=alert_settings(failure_rate_threshold=0.01, daily_digest=True))
+    quoted = scenario.patients[:3]
+    names = [" ".join([*p["name"][0]["given"], p["name"][0]["family"]]) for p in quoted]
+    quote = "; ".join(
+        f"Patient {name} (NIK {p['identifier'][0]['value']}, lahir {slashed(p['birthDate'])}, {HOSTILE_ADDRESS}, "
+        f"HP {p['telecom'][0]['value'] if p['telecom'] else '-'}) is not permitted"
+        for name, p in zip(names, quoted, strict=True)
+    )
+    header = region.cells()[0]
+
+    # 1. An operator sorted the header row away: row 1 holds a patient's row.
+    nik, birth = quoted[0]["identifier"][0]["value"], slashed(quoted[0]["birthDate"])
+    patient_row = [nik, names[0], "0812-3456-7890", f"'{birth}", "", HOSTILE_ADDRESS]
+    region.sheet_edit({"op": "set", "range": "A1:F1", "values": [patient_row]})
+    assert run_dag(region, scenario.run_date).state == "failed"
+    region.sheet_edit({"op": "set", "range": "A1:F1", "values": [header]})
+    # Names where identifiers and phones belong.
+    region.sheet_edit({"op": "set", "range": "A3:C3", "values": [[names[1], "pasien", "'0812 3456 7890"]]})
+    region.sheet_edit({"op": "set", "range": "C4", "values": [[f"{names[2]}, {HOSTILE_ADDRESS}"]]})
+    # 2. and 3. The server refuses every search, then every batch Bundle, quoting patients.
+    region.fhir_faults(refuse={"search": 400}, quote=quote)
+    assert run_dag(region, scenario.run_date).state == "failed"
+    region.fhir_faults(refuse={"batch": 400})
+    assert run_dag(region, scenario.run_date).state == "failed"
+    # 4. It rejects some patients' updates (422 per entry), quoting them.
+    region.fhir_faults(refuse={}, reject_identifiers=list(scenario.identifiers.values())[:20])
+    run_dag(region, scenario.run_date)
+    output = capfd.readouterr()
+
+    assert any(text.startswith("failed: rejected by the FHIR server: HTTP 422") for text in statuses(region).values())
+    assert rules_posted(webhook).keys() >= {"run_failed", "batch_failed", "failure_rate", "digest"}
+    alerts = [(f"alert {i}", body.encode()) for i, body in enumerate(every_body(smtp, webhook))]
+    reports = [(f"report row {i}", json.dumps(row).encode()) for i, row in enumerate(report_rows(region))]
+    assert len(reports) == 4
+    streams = [("stdout", output.out.encode()), ("stderr", output.err.encode())]
+    everything = [*airflow_leftovers(), *alerts, *reports, *streams]
+    words = names_of(scenario) | {p["birthDate"] for p in quoted} | {slashed(p["birthDate"]) for p in quoted}
+    words |= {HOSTILE_ADDRESS, "Melati", "17/3", "003/RW"}
+    hits = scan(everything, phi_of(scenario)) + scan_text(everything, words)
+    assert hits == [], f"patient data left behind: {hits[:8]}"
 
 
 def test_the_scan_finds_a_planted_value(make_region: MakeRegion, tmp_path: Path) -> None:
@@ -175,3 +234,14 @@ def test_rotation_keeps_old_values_readable_and_a_wrong_key_says_what_to_fix() -
         Batch.from_xcom(sealed, Sealer.from_text(new, "Airflow connection 'phone_sync_phi_key'"))
     with pytest.raises(ContractError, match="must be sealed"):
         batch.to_xcom()
+
+
+@pytest.mark.parametrize("separator", [";", " ", "\n", "\t", ""])
+def test_keys_joined_by_anything_but_a_comma_are_refused_naming_the_position(separator: str) -> None:
+    """Fernet alone reads ``NEW;OLD`` as NEW (base64 stops at its padding): OLD would be dropped without a word."""
+    old, new = new_key(), new_key()
+    sealed = Sealer.from_text(old).seal({"row": 2})
+    with pytest.raises(PhiKeyError, match=r"key 2 of 2 is not a Fernet key.*separate several keys with commas"):
+        Sealer.from_text(f"{new}, {new}{separator}{old}")
+
+    assert Sealer.from_text(f"{new},\n {old}").open(sealed) == {"row": 2}, "commas, with spaces around them, separate"

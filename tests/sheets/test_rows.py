@@ -8,7 +8,9 @@ from datetime import date
 
 import pytest
 
-from phone_sync.sheets.rows import MissingHeaderError, SheetRow, read_rows
+from phone_sync.sheets.headers import DuplicateHeaderError
+from phone_sync.sheets.rows import MissingHeaderError, SheetRow, read_rows, read_table
+from phone_sync.sheets.statuses import StatusCell, write_statuses
 
 from .helpers import HEADER, sheets_config
 
@@ -94,6 +96,76 @@ def test_missing_header_names_header_and_worksheet(emulator, hook, spreadsheet_i
     assert "'phone_number'" in str(caught.value)
     assert "'Pasien Jakarta'" in str(caught.value)
     assert caught.value.header == "phone_number"
+
+
+def test_a_header_row_sorted_away_is_named_as_such_without_quoting_the_patient_row(emulator, hook, spreadsheet_id):
+    patient = ["3302011234567890", "0812-3456-7890", "Siti Rahayu", "12/03/1980", "Jl. Melati No. 17/3"]
+    emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [patient, HEADER], "value_input": "RAW"}])
+
+    with pytest.raises(MissingHeaderError) as caught:
+        read_rows(hook, sheets_config(spreadsheet_id))
+
+    message = str(caught.value)
+    assert "looks like a patient's row" in message
+    assert "5 filled cells" in message
+    assert not [cell for cell in [*patient, "Siti", "1980", "Melati", "17/3"] if cell in message]
+
+
+def test_a_renamed_header_names_the_regions_headers_found_but_no_other_cell(emulator, hook, spreadsheet_id):
+    emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [["identifier", "nomor_hp", "Siti Rahayu"]]}])
+
+    with pytest.raises(MissingHeaderError) as caught:
+        read_rows(hook, sheets_config(spreadsheet_id))
+
+    assert "among them this region's headers 'identifier' (column A)" in str(caught.value)
+    assert "Siti" not in str(caught.value)
+    assert "nomor_hp" not in str(caught.value), "a cell's text may be patient data: never quoted"
+
+
+def test_a_header_on_the_header_row_twice_is_a_set_up_error_naming_both_columns(emulator, hook, spreadsheet_id):
+    emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [[*HEADER, " Identifier "], ["1", "2", "", "", "3"]]}])
+
+    with pytest.raises(DuplicateHeaderError) as caught:
+        read_rows(hook, sheets_config(spreadsheet_id))
+
+    assert "header 'identifier' is on the header row 2 times (columns A and E)" in str(caught.value)
+
+
+def test_an_identifier_the_sheet_holds_as_a_rounded_number_is_flagged_and_its_status_still_placed(
+    emulator, hook, spreadsheet_id
+):
+    """Sheets keeps numbers as doubles: a NIK typed as a number above 2**53, or pasted as 3.3E+15, lost digits."""
+    full_width = "".join(chr(0xFF10 + int(d)) for d in "3302011234567891")
+    emulator.create(
+        spreadsheet_id,
+        [
+            {
+                "title": "Sheet1",
+                "rows": [
+                    HEADER,
+                    ["9471021234567891", "081234567890", "", ""],  # typed as a number: above 2**53
+                    ["3.3E+15", "081234567891", "", ""],  # pasted from a scientific view
+                    ["'3.3E+15", "081234567892", "", ""],  # the same, as text
+                    ["3302011234567890", "081234567893", "", ""],  # a number below 2**53 keeps every digit
+                    [full_width, "081234567894", "", ""],
+                ],
+            }
+        ],
+    )
+    assert emulator.cells(spreadsheet_id, "Sheet1", "A2", view="unformatted") == [[9471021234567892]]
+
+    table = read_table(hook, sheets_config(spreadsheet_id))
+
+    assert [(row.identifier, row.identifier_lost_digits) for row in table.rows] == [
+        ("9471021234567892", True),
+        ("3300000000000000", True),
+        ("3.3E+15", True),
+        ("3302011234567890", False),
+        ("3302011234567891", False),
+    ]
+    cells = [StatusCell(row.row, row.identifier, f"status {row.row}") for row in table.rows]
+    result = write_statuses(hook, sheets_config(spreadsheet_id), cells, None, None, identifier_column=1)
+    assert (result.written, result.not_placed) == (5, []), "each status goes beside the row that was read"
 
 
 def test_missing_status_header_is_not_an_error_when_reading(emulator, hook, spreadsheet_id):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from phone_sync.sheets.a1 import cell_range, col_letter
 from phone_sync.sheets.placement import StatusCell, chunk_by_payload, place, value_ranges
-from phone_sync.sheets.values import as_date, as_text
+from phone_sync.sheets.values import as_date, as_text, identifier_lost_digits, identifier_text
 
 
 def test_cell_values():
@@ -21,6 +21,15 @@ def test_cell_values():
     assert as_date("2024-05-01T10:00:00") == date(2024, 5, 1)
     assert as_date("01/05/2024") is None
     assert as_date(True) is None
+
+
+def test_identifier_cells_that_lost_digits_are_told_from_those_that_did_not():
+    assert identifier_text(3302011234567890.0) == "3302011234567890"
+    assert identifier_text("\u0663\u0663\u0660\u0662 ") == "3302", "Arabic-Indic digits, as in phones"
+    lost = [9.471021234567892e15, 9471021234567892, 2**53, 3.3e15, 3302010000000000, 1.5, float("nan"), "3,3e15"]
+    kept = [3302011234567890, 3302011234567890.0, 1234567, 1000, "3302011234567890", "A-77", "", None, True]
+    assert [value for value in lost if not identifier_lost_digits(value)] == []
+    assert [value for value in kept if identifier_lost_digits(value)] == []
 
 
 def test_a1():

@@ -91,6 +91,22 @@ def test_invalid_phones_get_their_status_and_never_reach_a_batch() -> None:
     }
 
 
+def test_an_identifier_that_lost_digits_as_a_number_never_reaches_a_batch() -> None:
+    """It may be another patient's identifier (9471021234567891 read back as ...892): that row must not update."""
+    rows = [
+        ExtractedRow(row=2, identifier="9471021234567892", phone="081234567890", identifier_lost_digits=True),
+        selected(3, "081234567891", "3302011234567890"),
+    ]
+
+    cleaned = clean_and_batch(rows, PhoneRules(), RUN_DATE, 100)
+
+    assert [r.identifier for r in batch_rows(cleaned)] == ["3302011234567890"]
+    [status] = cleaned.decided
+    assert status.text == (
+        "failed: identifier was stored as a number and lost digits; re-enter it as text (clean-r2)"
+    )
+
+
 def test_latest_row_by_feed_date_wins() -> None:
     rows = [
         selected(2, "081111111111", feed=date(2026, 11, 20)),

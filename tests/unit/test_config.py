@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ MINIMAL: dict[str, Any] = {
     "display_name": "Kabupaten Banyumas",
     "owner": "dinkes-banyumas",
     "start_date": "2026-01-01",
-    "sheets": {"conn_id": "google_sheets_banyumas", "spreadsheet_id": "sheet-1", "worksheet": "pasien"},
+    "sheets": {"conn_id": "google_sheets_banyumas", "spreadsheet_id": "banyumas-spreadsheet-1", "worksheet": "pasien"},
     "fhir": {"conn_id": "fhir_banyumas", "identifier_system": "https://fhir.kemkes.go.id/id/nik"},
 }
 
@@ -165,6 +166,57 @@ def test_secret_nested_in_a_list_is_found(tmp_path: Path) -> None:
         load_region(write(tmp_path, data))
 
 
+PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "kind"),
+    [
+        ("display_name", PEM, "a PEM block"),
+        ("owner", "Bearer ya29.a0AfB_byC1x2y3z4-secretpart", "a bearer token"),
+        ("fhir.identifier_system", "https://fhir.example/nik?access_token=abc123secret", "parameter"),
+        ("tags", ["ok", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLXBhcnQ"], "a JSON Web Token"),
+        ("sheets.worksheet", "AIzaSyA-1234567890abcdefghijklmnopqrstu", "a Google API key"),
+        ("fhir.identifier_system", "https://user:hunter2@fhir.example/nik", "a URL with a user and password"),
+        ("alerts.email", ["https://hooks.slack.com/services/T000/B000/secret-part"], "webhook URL"),
+    ],
+)
+def test_values_that_look_like_secrets_are_refused_whatever_their_key(
+    tmp_path: Path, path: str, value: object, kind: str
+) -> None:
+    with pytest.raises(RegionConfigError) as caught:
+        load_region(write(tmp_path, with_change(path, value)))
+    message = str(caught.value)
+    assert kind in message
+    assert path in message
+    assert "Airflow connection" in message
+    items = value if isinstance(value, list) else [value]
+    fragments = [part for item in items for part in re.split(r"[\s/?=:@]+", item)]
+    assert not [part for part in fragments if len(part) >= 8 and part in message], "the value is never echoed"
+
+
+@pytest.mark.parametrize(
+    ("spreadsheet_id", "words"),
+    [
+        ("https://docs.google.com/spreadsheets/d/1PbgPhoneSyncRegistryPurbalinggaXX/edit", "holds the sheet's URL"),
+        ("Data pasien Purbalingga", "is not a Google spreadsheet id"),
+        ("short-id", "is not a Google spreadsheet id"),
+        ("1PbgPhoneSync'; DROP--", "is not a Google spreadsheet id"),
+    ],
+)
+def test_a_spreadsheet_id_must_look_like_one(tmp_path: Path, spreadsheet_id: str, words: str) -> None:
+    with pytest.raises(RegionConfigError) as caught:
+        load_region(write(tmp_path, with_change("sheets.spreadsheet_id", spreadsheet_id)))
+    assert f"sheets.spreadsheet_id: {words}" in str(caught.value)
+    assert spreadsheet_id not in str(caught.value), "never echoed: it may be a pasted secret"
+
+
+@pytest.mark.parametrize("spreadsheet_id", ["1PbgPhoneSyncRegistryPurbalinggaXXXXXXXXXX", "demo-spreadsheet"])
+def test_google_ids_and_the_demos_local_id_are_spreadsheet_ids(tmp_path: Path, spreadsheet_id: str) -> None:
+    config = load_region(write(tmp_path, with_change("sheets.spreadsheet_id", spreadsheet_id)))
+    assert config.sheets.spreadsheet_id == spreadsheet_id
+
+
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     data = with_change("batch_size", 0)
     data["timezone"] = "Mars/Olympus"
@@ -178,7 +230,7 @@ def sharing(name: str, field: str, start_date: str = "2026-01-01", **changes: An
     """MINIMAL as region ``name`` with its own connections and sheet, except ``field`` (shared with banyumas)."""
     data = with_change("region", name)
     data["start_date"] = start_date
-    data["sheets"].update(conn_id=f"google_sheets_{name}", spreadsheet_id=f"sheet-{name}")
+    data["sheets"].update(conn_id=f"google_sheets_{name}", spreadsheet_id=f"spreadsheet-of-{name}")
     data["fhir"]["conn_id"] = f"fhir_{name}"
     section, key = field.split(".")
     data[section][key] = MINIMAL[section][key]

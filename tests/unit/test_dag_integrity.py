@@ -128,7 +128,7 @@ def test_broken_region_file_is_visible_and_isolated(
 def test_new_region_needs_only_a_file(monkeypatch: pytest.MonkeyPatch, regions_copy: Path) -> None:
     data = json.loads((regions_copy / "demo.json").read_text())
     data.update(region="banyumas", display_name="Banyumas")
-    data["sheets"].update(conn_id="google_sheets_banyumas", spreadsheet_id="banyumas-sheet")
+    data["sheets"].update(conn_id="google_sheets_banyumas", spreadsheet_id="banyumas-spreadsheet")
     data["fhir"].update(conn_id="fhir_banyumas")
     (regions_copy / "banyumas.json").write_text(json.dumps(data))
     bag = parse(monkeypatch, regions_copy)

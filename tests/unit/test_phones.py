@@ -172,3 +172,44 @@ def test_scientific_notation_never_invents_digits(digits: str, kept: int) -> Non
     exact = clean_phone(f"{digits[0]}.{digits[1:]}E+{exponent}")
     direct = clean_phone(digits)
     assert exact.phone == direct.phone
+
+
+def test_a_cell_longer_than_any_phone_cell_is_refused_unread() -> None:
+    assert clean_phone("0812 3456 7890" + " " * 186).phone == MOBILE, "200 characters are read"
+    assert clean_phone("0812 3456 7890" + " " * 200 + "x").reason == "cell_too_long"
+    assert "too long" in clean_phone("0" * 201).message
+
+
+# What makes a backtracking cleaner slow: long runs of what separators, formatting and numbers are made of.
+ADVERSARIAL_UNITS = [" ", "\t", "0", "8", ",", "/", " atau", "atau ", " dan ", "-", ".", "(", "'", "e", "E+", "+62 "]
+ADVERSARIAL_UNITS += ["0812 ", "\u0660", "\uff10", "\ufdfa", "HP: "]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    head=st.sampled_from(["", "0812", "+62 812", "'", "HP: 0812-3456-7890", "6.28E+12"]),
+    unit=st.sampled_from(ADVERSARIAL_UNITS),
+    size=st.integers(min_value=1, max_value=1_000_000),
+    tail=st.sampled_from(["", "x", "0812 3456 7890", " atau 0812", ","]),
+)
+def test_cleaning_is_linear_whatever_the_cell_holds(head: str, unit: str, size: int, tail: str) -> None:
+    """Up to 1 MB of the worst a cell can hold is cleaned (or refused) at once: the alarm only catches a hang.
+
+    A regex that backtracks took hours on a 10,000-character cell of spaces; this one bound is generous."""
+    import signal
+
+    cell = head + unit * max(1, size // len(unit)) + tail
+
+    def hang(*_: object) -> None:
+        raise TimeoutError(f"cleaning a {len(cell):,}-character cell did not finish")
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(5)
+    try:
+        result = clean_phone(cell)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert result.ok != (result.reason is not None)
+    if len(cell.strip()) > 200:
+        assert result.reason == "cell_too_long"

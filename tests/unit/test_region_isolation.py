@@ -44,7 +44,7 @@ def year_one(path: Path) -> None:
     """Valid for the region model, refused by Airflow itself (start_date before UTC's year 1)."""
     data = json.loads((PROJECT_REGIONS / "demo.json").read_text(encoding="utf-8"))
     data.update(region="year_one", start_date="0001-01-01")
-    data["sheets"].update(conn_id="google_sheets_year_one", spreadsheet_id="year-one-sheet")
+    data["sheets"].update(conn_id="google_sheets_year_one", spreadsheet_id="year-one-spreadsheet")
     data["fhir"]["conn_id"] = "fhir_year_one"
     path.write_text(json.dumps(data), encoding="utf-8")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phone_sync import links
-from phone_sync.fhir.scrub import scrub
+from phone_sync.redaction import scrub
 from phone_sync.report import COUNT_COLUMNS
 
 # Report keys with text values that our own code produces (dates, a duration); shown in the digest.

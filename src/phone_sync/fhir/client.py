@@ -18,13 +18,12 @@ from phone_sync.config import FhirConfig, PhoneRules
 from phone_sync.contracts import BatchRow
 from phone_sync.fhir.errors import FhirError, FhirUnavailable
 from phone_sync.fhir.hook import FhirHook
-from phone_sync.fhir.scrub import scrub
 from phone_sync.fhir.search import find_patients
 from phone_sync.fhir.telecom import merge_phone
 from phone_sync.fhir.validate import validation_problem
 from phone_sync.fhir.writer import PatientWriter, Put
-from phone_sync.masking import mask
 from phone_sync.outcomes import Outcome, Reason, Status
+from phone_sync.redaction import mask, scrub
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from phone_sync.fhir.errors import FhirError
 from phone_sync.fhir.hook import FhirHook
-from phone_sync.fhir.scrub import outcome_diagnostics, scrub
+from phone_sync.redaction import outcome_diagnostics, scrub
 
 log = logging.getLogger(__name__)
 

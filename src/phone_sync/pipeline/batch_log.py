@@ -11,8 +11,8 @@ from typing import Any
 
 import structlog
 
-from phone_sync.masking import mask
 from phone_sync.outcomes import Outcome, Status
+from phone_sync.redaction import mask
 
 log = structlog.get_logger("phone_sync")
 

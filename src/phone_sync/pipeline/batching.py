@@ -41,6 +41,9 @@ def clean_and_batch(
         if not identifier:
             decided.append(_failed(row, identifier, Outcome.FAILED, Reason.IDENTIFIER_MISSING))
             continue
+        if row.identifier_lost_digits:  # as read, it may be another patient's identifier
+            decided.append(_failed(row, identifier, Outcome.FAILED, Reason.IDENTIFIER_LOST_DIGITS))
+            continue
         result = clean_phone(row.phone, rules.default_country, rules.output_format)
         if result.phone is None:
             decided.append(_failed(row, identifier, Outcome.INVALID_PHONE, Reason.INVALID_PHONE, result.reason))

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, AirflowTaskTimeout
 
-from phone_sync import links
+from phone_sync import links, time_limits
 from phone_sync.config import RegionConfig
 from phone_sync.contracts import (
     BatchRef,
@@ -44,11 +44,11 @@ from phone_sync.outcomes import Outcome, Reason, Status, count
 from phone_sync.pipeline import batch_log
 from phone_sync.pipeline.batching import clean_and_batch
 from phone_sync.pipeline.collect import ToWrite, tally, to_write
-from phone_sync.pipeline.failures import safe_reason
 from phone_sync.pipeline.preview import Line, line_numbers, preview_line
 from phone_sync.pipeline.run_note import note_controls
 from phone_sync.pipeline.run_xcom import RunXCom
 from phone_sync.pipeline.selection import Interval, select_rows
+from phone_sync.redaction import safe_reason, shown
 from phone_sync.report import report_values
 
 if TYPE_CHECKING:
@@ -65,18 +65,37 @@ UPSTREAM_STEPS = (TaskId.EXTRACT, TaskId.CLEAN, TaskId.WRITE_BACK)
 
 @contextmanager
 def step(config: RegionConfig, context: Any, task_id: TaskId) -> Iterator[None]:
-    """Record why the task failed; a set-up problem fails it for good (no retries), anything else is retried."""
+    """Record why the task failed; a set-up problem fails it for good (no retries), anything else is retried.
+
+    What Airflow logs of the failure is phone-sync's own text: an exception is raised ``from None`` (the
+    exceptions chained behind it may quote the sheet or the server), a library's without its message
+    (``phone_sync.redaction.shown``). A task past its time limit says which limit, and is retried.
+    """
     try:
         yield
     except (AirflowSkipException, AirflowFailException):
         raise
+    except AirflowTaskTimeout:
+        reason = _timed_out(context)
+        _record(context, Failure(task=task_id, reason=reason))
+        raise AirflowTaskTimeout(reason) from None
     except SetupError as exc:
         reason = f"region {config.region}: {safe_reason(exc)}"
         _record(context, Failure(task=task_id, reason=reason, setup=True))
-        raise AirflowFailException(reason) from exc
+        raise AirflowFailException(reason) from None
     except Exception as exc:
         _record(context, Failure(task=task_id, reason=safe_reason(exc)))
-        raise
+        raise shown(exc) from None
+
+
+def _timed_out(context: Any) -> str:
+    """Why a task that Airflow stopped at its ``execution_timeout`` failed, in an operator's words."""
+    limit = getattr(getattr(context["ti"], "task", None), "execution_timeout", None)
+    limit_text = f"its time limit of {time_limits.describe(limit)}" if limit else "its time limit"
+    return (
+        f"stopped at {limit_text} (see timeouts in the region file): a server not answering, "
+        "or far slower than the region's pacing"
+    )
 
 
 def _record(context: Any, failure: Failure) -> None:
@@ -96,13 +115,6 @@ def _sealer(config: RegionConfig) -> Sealer:
 def _controls(config: RegionConfig, context: Any) -> Controls:
     """The run's trigger-form controls (checked in full by extract_rows, the first task)."""
     return Controls.from_params(context.get("params") or {}, config)
-
-
-def _max_batches() -> int:
-    """The deployment's ``[core] max_map_length``: more mapped batches than this, and Airflow refuses the run."""
-    from airflow.sdk.configuration import conf
-
-    return conf.getint("core", "max_map_length", fallback=1024)
 
 
 def _interval(context: Any, config: RegionConfig) -> Interval | None:
@@ -197,7 +209,8 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Any) -> lis
         sealer = _sealer(config)
         extracted = Extracted.from_xcom(extracted_xcom, sealer)
         fallback = config.local_date(_logical_moment(context))
-        cleaned = clean_and_batch(extracted.rows, config.phone, fallback, config.batch_size, _max_batches())
+        max_batches = time_limits.max_map_length()
+        cleaned = clean_and_batch(extracted.rows, config.phone, fallback, config.batch_size, max_batches)
         if cleaned.batches:
             _prime_fhir_token(config, sealer)
         decided = cleaned.decided + [
@@ -420,7 +433,7 @@ def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
         append_report(_sheets_hook(config), config.sheets, values)
     except Exception as exc:
         if problem is None:
-            raise
+            raise shown(exc) from None  # a Sheets error's text may quote the sheet
         # The sheet may be what failed: the run still fails with its real cause, below.
         batch_log.summary(TaskId.REPORT, region=config.region, report_row="not written", error=safe_reason(exc))
     batch_log.summary(

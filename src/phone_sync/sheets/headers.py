@@ -7,13 +7,14 @@ on the configured header row keeps a run pointed at the right columns.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from phone_sync.config import SheetsConfig
 from phone_sync.errors import SetupError
 
-from .a1 import cell_range, row_range
+from .a1 import cell_range, col_letter, row_range
 from .values import as_text
 
 if TYPE_CHECKING:  # the header rules are also used where no Sheets client is loaded (a batch's progress write)
@@ -22,18 +23,39 @@ if TYPE_CHECKING:  # the header rules are also used where no Sheets client is lo
 log = logging.getLogger(__name__)
 
 WRITE_FIELDS = ("status", "run_time", "run_id", "status_link")
+# What header texts never hold and patient rows do: a run of five digits (an identifier, a phone), a date.
+DATA_LIKE = re.compile(r"\d{5}|\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
 
 
 class MissingHeaderError(SetupError, ValueError):
-    """A configured header is not on the header row (renamed?); names it and the headers that are there."""
+    """A configured header is not on the header row (renamed? sorted away?).
 
-    def __init__(self, header: str, worksheet: str, header_row: int, found: list[str]) -> None:
+    Names the header and what the row holds, but never the row's texts: a header row that was sorted away
+    leaves a patient's row in its place, so only the region's own header texts found there are named.
+    """
+
+    def __init__(self, header: str, sheets: SheetsConfig, found: HeaderRow) -> None:
         self.header = header
-        self.worksheet = worksheet
+        self.worksheet = sheets.worksheet
+        row = sheets.header_row
         super().__init__(
-            f"header {header!r} not found on row {header_row} of worksheet {worksheet!r} "
-            f"(headers there: {', '.join(repr(h) for h in found if h) or 'none'}); "
-            "fix the header in the sheet or sheets.columns in the region file"
+            f"header {header!r} not found on row {row} of worksheet {sheets.worksheet!r}: {found.described(sheets)}; "
+            + (
+                f"put the header row back in row {row} (or set sheets.header_row)"
+                if found.looks_like_data
+                else "fix the header in the sheet or sheets.columns in the region file"
+            )
+        )
+
+
+class DuplicateHeaderError(SetupError, ValueError):
+    """A header the region reads or writes is on the header row more than once: which column is meant?"""
+
+    def __init__(self, header: str, columns: list[int]) -> None:
+        where = " and ".join(col_letter(column) for column in columns)
+        super().__init__(
+            f"header {header!r} is on the header row {len(columns)} times (columns {where}); rename or remove "
+            "all but one, so phone-sync knows which column to use"
         )
 
 
@@ -45,21 +67,46 @@ def _key(text: str) -> str:
 class HeaderRow:
     """The header row as read: texts by 1-based column."""
 
-    texts: list[str]
+    texts: list[str] = field(repr=False)  # a sorted-away header leaves patient data here: never in a repr
 
     def find(self, header: str) -> int | None:
-        """1-based column of ``header`` (first match), or ``None``."""
+        """1-based column of ``header``, or ``None``; DuplicateHeaderError when it is there twice."""
+        columns = self._columns(header)
+        if len(columns) > 1:
+            raise DuplicateHeaderError(header, columns)
+        return columns[0] if columns else None
+
+    def _columns(self, header: str) -> list[int]:
         wanted = _key(header)
-        for index, text in enumerate(self.texts, start=1):
-            if _key(text) == wanted:
-                return index
-        return None
+        return [index for index, text in enumerate(self.texts, start=1) if _key(text) == wanted]
 
     @property
     def next_free(self) -> int:
         """The first cell after the last used one (never a gap that may hold unlabelled data)."""
         used = [i for i, text in enumerate(self.texts, start=1) if text.strip()]
         return (used[-1] if used else 0) + 1
+
+    @property
+    def looks_like_data(self) -> bool:
+        """A cell holds a long run of digits or a date: a patient's row, not headers."""
+        return any(DATA_LIKE.search(text) for text in self.texts)
+
+    def described(self, sheets: SheetsConfig) -> str:
+        """What the row holds, without its texts: cell count, whether it looks like data, the region's headers there."""
+        filled = sum(1 for text in self.texts if text.strip())
+        if self.looks_like_data:
+            return (
+                f"the row looks like a patient's row, not headers ({filled} filled cells, among them digits or a "
+                "date; its cells are not shown here): was the sheet sorted with its header row in it?"
+            )
+        configured = [text for text in dict.fromkeys(sheets.columns.model_dump().values()) if text]
+        known = [
+            f"{text!r} (column {', '.join(col_letter(column) for column in columns)})"
+            for text in configured
+            if (columns := self._columns(text))
+        ]
+        which = f"among them this region's headers {', '.join(known)}" if known else "none a header of this region"
+        return f"the row has {filled} filled cells, {which} (others are not shown: a sheet's text may be patient data)"
 
 
 def read_header(hook: SheetsHook, sheets: SheetsConfig) -> HeaderRow:
@@ -71,7 +118,7 @@ def read_header(hook: SheetsHook, sheets: SheetsConfig) -> HeaderRow:
 def require(header: HeaderRow, sheets: SheetsConfig, text: str) -> int:
     column = header.find(text)
     if column is None:
-        raise MissingHeaderError(text, sheets.worksheet, sheets.header_row, header.texts)
+        raise MissingHeaderError(text, sheets, header)
     return column
 
 
@@ -84,8 +131,8 @@ def plan_write_columns(header: HeaderRow, sheets: SheetsConfig) -> tuple[dict[st
     columns: dict[str, int] = {}
     new_headers: list[dict[str, object]] = []
     next_free = header.next_free
-    for field in WRITE_FIELDS:
-        text = getattr(sheets.columns, field)
+    for name in WRITE_FIELDS:
+        text = getattr(sheets.columns, name)
         if not text:
             continue
         column = header.find(text)
@@ -97,7 +144,7 @@ def plan_write_columns(header: HeaderRow, sheets: SheetsConfig) -> tuple[dict[st
                  "values": [[text]]}
             )
             log.info("Worksheet %r has no %r header; adding it in column %d", sheets.worksheet, text, column)
-        columns[field] = column
+        columns[name] = column
     return columns, new_headers
 
 

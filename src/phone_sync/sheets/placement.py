@@ -16,7 +16,7 @@ from itertools import groupby
 from operator import attrgetter
 
 from .a1 import cell_range
-from .values import as_text
+from .values import identifier_text
 
 MAX_PAYLOAD_BYTES = 2_000_000  # Google's recommended maximum request payload
 _ENVELOPE_BYTES = 64  # {"valueInputOption": "RAW", "data": [...]} around the value ranges
@@ -53,7 +53,7 @@ def place(cells: list[StatusCell], current: list[object], first_row: int) -> tup
     # At 100,000 rows a list per identifier costs tens of MiB: a row number alone, a list only when repeated.
     now: dict[str, int | list[int]] = {}
     for index, value in enumerate(current):
-        text, row = as_text(value), first_row + index  # type: ignore[arg-type]
+        text, row = identifier_text(value), first_row + index  # type: ignore[arg-type]
         held = now.setdefault(text, row)
         if isinstance(held, list):
             held.append(row)

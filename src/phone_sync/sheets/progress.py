@@ -31,7 +31,7 @@ from .a1 import cell_range, row_range
 from .access import SheetsAccess
 from .headers import HeaderRow
 from .placement import StatusCell, in_place, row_spans, value_ranges
-from .values import as_text
+from .values import as_text, identifier_text
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _current_identifiers(
     current: dict[int, str] = {}
     for (first, _), found in zip(spans, value_ranges_[1:], strict=True):
         values = (found.get("values") or [[]])[0]
-        current.update({first + offset: as_text(value) for offset, value in enumerate(values)})
+        current.update({first + offset: identifier_text(value) for offset, value in enumerate(values)})
     return current
 
 

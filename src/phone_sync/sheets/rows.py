@@ -19,7 +19,7 @@ from .a1 import cell_range
 from .errors import SheetsSetupError, explains_setup_errors
 from .headers import HeaderRow, MissingHeaderError, read_header, require
 from .hook import SheetsHook
-from .values import CellValue, as_date, as_text, is_empty
+from .values import CellValue, as_date, as_text, identifier_lost_digits, identifier_text, is_empty
 
 __all__ = ["MissingHeaderError", "SheetRow", "SheetTable", "read_listed_identifiers", "read_rows", "read_table"]
 
@@ -35,6 +35,7 @@ class SheetRow:
     phone: CellValue = field(repr=False)
     status: str = ""
     feed_date: date | None = None
+    identifier_lost_digits: bool = False  # a number the sheet could not hold exactly: never sent to FHIR
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ def read_listed_identifiers(hook: SheetsHook, sheets: SheetsConfig) -> set[str]:
                 "column A; it does not exist"
             ) from None
         raise
-    return {as_text(value) for value in (values[0] if values else []) if not is_empty(value)}
+    return {identifier_text(value) for value in (values[0] if values else []) if not is_empty(value)}
 
 
 def _build_rows(columns: dict[str, list[CellValue]], first_row: int) -> list[SheetRow]:
@@ -130,10 +131,11 @@ def _build_rows(columns: dict[str, list[CellValue]], first_row: int) -> list[She
         rows.append(
             SheetRow(
                 row=first_row + index,
-                identifier=as_text(identifier),
+                identifier=identifier_text(identifier),
                 phone=None if is_empty(phone) else phone,
                 status=as_text(at(statuses, index)),
                 feed_date=as_date(at(feed_dates, index)),
+                identifier_lost_digits=identifier_lost_digits(identifier),
             )
         )
     return rows

@@ -18,7 +18,7 @@ from datetime import datetime
 from gspread.exceptions import APIError
 
 from phone_sync.config import SheetsConfig
-from phone_sync.masking import mask
+from phone_sync.redaction import mask
 
 from .a1 import cell_range, row_range
 from .errors import explains_setup_errors

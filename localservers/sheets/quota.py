@@ -59,6 +59,22 @@ class Stats:
     by_method: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     max_body_bytes: int = 0
+    per_second: Counter[int] = field(default_factory=Counter)  # admitted requests by whole second of the clock
+    window_seconds: float = 60.0
+
+    def busiest_window(self) -> int:
+        """The most requests admitted within any ``window_seconds`` (sliding, by whole seconds): what a
+        client must keep under its per-minute quota, wherever Google's buckets start."""
+        width = max(1, round(self.window_seconds))
+        seconds = sorted(self.per_second)
+        best, total, start = 0, 0, 0
+        for second in seconds:
+            total += self.per_second[second]
+            while seconds[start] <= second - width:
+                total -= self.per_second[seconds[start]]
+                start += 1
+            best = max(best, total)
+        return best
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -72,6 +88,7 @@ class Stats:
             "by_method": dict(self.by_method),
             "by_status": {str(code): n for code, n in self.statuses.items()},
             "max_body_bytes": self.max_body_bytes,
+            "busiest_window": self.busiest_window(),
         }
 
 
@@ -122,3 +139,5 @@ class Quotas:
                 )
         self._used[(kind, user)] += 1
         self._used[(kind, "*")] += 1
+        stats.window_seconds = window
+        stats.per_second[math.floor(now)] += 1

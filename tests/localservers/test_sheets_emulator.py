@@ -72,6 +72,15 @@ def test_quota_answers_429_like_google_and_counts_by_kind(emulator, spreadsheet_
     assert 1 <= int(answers[2].headers["Retry-After"]) <= 30
     counts = emulator.counts()
     assert (counts["read"], counts["write"], counts["throttled_read"]) == (3, 0, 1)
+    assert counts["busiest_window"] == 2, "a refused request uses no quota"
+
+
+def test_the_busiest_window_slides_over_bucket_edges() -> None:
+    from localservers.sheets.quota import Stats
+
+    stats = Stats(window_seconds=60)
+    stats.per_second.update({100: 3, 130: 4, 159: 2, 160: 5, 200: 1})
+    assert stats.busiest_window() == 11  # seconds 101..160; second 100 falls out as 160 comes in
 
 
 def test_writes_outside_the_grid_fail_and_a_batch_is_all_or_nothing(emulator, spreadsheet_id):

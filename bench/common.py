@@ -120,6 +120,7 @@ def request_counts(region: LocalRegion) -> dict[str, Any]:
         "sheets": int(sheets.get("total", 0)),
         "sheets_throttled": int(sheets.get("throttled", 0)),
         "sheets_by_method": sheets.get("by_method", {}),
+        "sheets_busiest_minute": int(sheets.get("busiest_window", 0)),
     }
 
 

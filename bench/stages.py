@@ -101,6 +101,7 @@ def _project_result(name: str, scenario: Scenario, seconds: float, counts: dict[
         "sheets_requests": counts["sheets"],
         "sheets_throttled": counts["sheets_throttled"],
         "sheets_by_method": counts["sheets_by_method"],
+        "sheets_busiest_minute": counts["sheets_busiest_minute"],
         "statuses_lost": lost,
         "task_rss_mib": rss,
         **(extra or {}),

@@ -45,7 +45,8 @@ TASK_IMPORTS: dict[str, tuple[str, ...]] = {
     "extract_rows": ("phone_sync.pipeline.tasks", "phone_sync.sheets.rows", "phone_sync.sheets.hook"),
     "clean_phones": ("phone_sync.pipeline.tasks", "phonenumbers metadata"),
     "process_batch": ("phone_sync.pipeline.tasks", "phone_sync.fhir.client", "phone_sync.fhir.hook",
-                      "fhir.resources.R4B.patient", "phonenumbers metadata"),
+                      "phone_sync.pipeline.progress", "phone_sync.sheets.progress", "fhir.resources.R4B.patient",
+                      "phonenumbers metadata"),
     "write_back_statuses": ("phone_sync.pipeline.tasks", "phone_sync.sheets.statuses", "phone_sync.sheets.hook"),
     "run_report": ("phone_sync.pipeline.tasks", "phone_sync.sheets.report", "phone_sync.sheets.hook"),
 }

@@ -8,7 +8,7 @@ from gspread.exceptions import APIError
 
 from localservers.sheets.keyfile import demo_keyfile
 from phone_sync.sheets.errors import SheetsSetupError
-from phone_sync.sheets.rows import read_rows
+from phone_sync.sheets.rows import read_table
 from phone_sync.sheets.statuses import StatusCell, write_statuses
 
 from .helpers import HEADER, sheets_config
@@ -22,7 +22,7 @@ def test_keyfile_dict_service_account_gets_a_token_and_is_the_user(emulator, mak
     hook = make_hook(keyfile_dict=demo_keyfile(emulator.url + "/token", EMAIL))
     sheets = sheets_config(spreadsheet_id)
 
-    rows = read_rows(hook, sheets)
+    rows = read_table(hook, sheets).rows
     write_statuses(hook, sheets, [StatusCell(r.row, r.identifier, "success") for r in rows], None, None)
 
     assert hook.scopes == ["https://www.googleapis.com/auth/spreadsheets"]
@@ -36,7 +36,7 @@ def test_without_credentials_the_emulator_refuses(emulator, make_hook, spreadshe
 
     # google-auth answers the 401 by trying to refresh, which anonymous credentials cannot do
     with pytest.raises(InvalidOperation):
-        read_rows(make_hook(), sheets_config(spreadsheet_id))
+        read_table(make_hook(), sheets_config(spreadsheet_id))
 
     assert emulator.counts()["by_status"] == {"401": 1}
 
@@ -49,7 +49,7 @@ def test_a_token_without_the_spreadsheets_scope_is_refused(emulator, make_hook, 
     )
 
     with pytest.raises(SheetsSetupError, match="lacks the spreadsheets scope") as caught:
-        read_rows(hook, sheets_config(spreadsheet_id))
+        read_table(hook, sheets_config(spreadsheet_id))
 
     assert "auth/cloud-platform" in str(caught.value)
     assert isinstance(caught.value.__context__, APIError)

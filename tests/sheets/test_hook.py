@@ -10,7 +10,7 @@ from gspread.exceptions import APIError
 
 from phone_sync.http.pacing import Backoff
 from phone_sync.sheets.hook import quota_limiter
-from phone_sync.sheets.rows import read_rows
+from phone_sync.sheets.rows import read_table
 from phone_sync.sheets.statuses import StatusCell, write_statuses
 
 from .helpers import HEADER, sheets_config
@@ -22,7 +22,7 @@ def test_requests_are_paced_to_requests_per_minute(emulator, make_hook, spreadsh
     sheets = sheets_config(spreadsheet_id)
 
     started = time.monotonic()
-    rows = read_rows(hook, sheets)
+    rows = read_table(hook, sheets).rows
     write_statuses(hook, sheets, [StatusCell(r.row, r.identifier, "success") for r in rows], None, None)
     elapsed = time.monotonic() - started
 
@@ -84,7 +84,7 @@ def test_emulator_latency_is_configurable(emulator, hook, spreadsheet_id):
     emulator.configure(latency_ms=300)
 
     started = time.monotonic()
-    read_rows(hook, sheets_config(spreadsheet_id))
+    read_table(hook, sheets_config(spreadsheet_id))
 
     assert time.monotonic() - started >= 0.6  # two requests
 

@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from phone_sync.sheets.headers import DuplicateHeaderError
-from phone_sync.sheets.rows import MissingHeaderError, SheetRow, read_rows, read_table
+from phone_sync.sheets.rows import MissingHeaderError, SheetRow, read_table
 from phone_sync.sheets.statuses import StatusCell, write_statuses
 
 from .helpers import HEADER, sheets_config
@@ -30,7 +30,7 @@ def test_number_phone_keeps_every_digit_while_sheets_shows_scientific(emulator, 
     assert emulator.cells(spreadsheet_id, "Sheet1", "B2", view="formatted") == [["6.28123E+12"]]
     assert emulator.cells(spreadsheet_id, "Sheet1", "B2")[0][0]["type"] == "number"
 
-    rows = read_rows(hook, sheets_config(spreadsheet_id))
+    rows = read_table(hook, sheets_config(spreadsheet_id)).rows
 
     assert rows == [SheetRow(row=2, identifier="3302011234567890", phone=6281234567890, status="", feed_date=None)]
     assert isinstance(rows[0].phone, int)
@@ -53,7 +53,7 @@ def test_text_keeps_leading_zeros_and_is_never_numericised(emulator, hook, sprea
         "formatted": "81234567890",
     }
 
-    rows = read_rows(hook, sheets_config(spreadsheet_id))
+    rows = read_table(hook, sheets_config(spreadsheet_id)).rows
 
     assert [(r.identifier, r.phone) for r in rows] == [("0012", "081234567890"), ("77", 81234567890)]
 
@@ -78,7 +78,7 @@ def test_rows_carry_sheet_row_numbers_blank_rows_skipped_and_feed_dates_parsed(e
     )
     sheets = sheets_config(spreadsheet_id, "Data", feed_date="feed date").model_copy(update={"header_row": 2})
 
-    rows = read_rows(hook, sheets)
+    rows = read_table(hook, sheets).rows
 
     assert rows == [
         SheetRow(3, "A1", 811, "success", date(2024, 5, 1)),
@@ -91,7 +91,7 @@ def test_missing_header_names_header_and_worksheet(emulator, hook, spreadsheet_i
     emulator.create(spreadsheet_id, [{"title": "Pasien Jakarta", "rows": [["identifier", "phone"], ["1", "2"]]}])
 
     with pytest.raises(MissingHeaderError) as caught:
-        read_rows(hook, sheets_config(spreadsheet_id, "Pasien Jakarta"))
+        read_table(hook, sheets_config(spreadsheet_id, "Pasien Jakarta"))
 
     assert "'phone_number'" in str(caught.value)
     assert "'Pasien Jakarta'" in str(caught.value)
@@ -103,7 +103,7 @@ def test_a_header_row_sorted_away_is_named_as_such_without_quoting_the_patient_r
     emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [patient, HEADER], "value_input": "RAW"}])
 
     with pytest.raises(MissingHeaderError) as caught:
-        read_rows(hook, sheets_config(spreadsheet_id))
+        read_table(hook, sheets_config(spreadsheet_id))
 
     message = str(caught.value)
     assert "looks like a patient's row" in message
@@ -115,7 +115,7 @@ def test_a_renamed_header_names_the_regions_headers_found_but_no_other_cell(emul
     emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [["identifier", "nomor_hp", "Siti Rahayu"]]}])
 
     with pytest.raises(MissingHeaderError) as caught:
-        read_rows(hook, sheets_config(spreadsheet_id))
+        read_table(hook, sheets_config(spreadsheet_id))
 
     assert "among them this region's headers 'identifier' (column A)" in str(caught.value)
     assert "Siti" not in str(caught.value)
@@ -126,7 +126,7 @@ def test_a_header_on_the_header_row_twice_is_a_set_up_error_naming_both_columns(
     emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [[*HEADER, " Identifier "], ["1", "2", "", "", "3"]]}])
 
     with pytest.raises(DuplicateHeaderError) as caught:
-        read_rows(hook, sheets_config(spreadsheet_id))
+        read_table(hook, sheets_config(spreadsheet_id))
 
     assert "header 'identifier' is on the header row 2 times (columns A and E)" in str(caught.value)
 
@@ -171,7 +171,7 @@ def test_an_identifier_the_sheet_holds_as_a_rounded_number_is_flagged_and_its_st
 def test_missing_status_header_is_not_an_error_when_reading(emulator, hook, spreadsheet_id):
     emulator.create(spreadsheet_id, [{"title": "Sheet1", "rows": [HEADER[:2], ["1", "2"]]}])
 
-    assert read_rows(hook, sheets_config(spreadsheet_id)) == [SheetRow(2, "1", 2, "", None)]
+    assert read_table(hook, sheets_config(spreadsheet_id)).rows == [SheetRow(2, "1", 2, "", None)]
 
 
 def test_reading_is_one_header_read_and_one_batch_get(emulator, hook, spreadsheet_id):
@@ -186,7 +186,7 @@ def test_reading_is_one_header_read_and_one_batch_get(emulator, hook, spreadshee
     )
     emulator.reset_counts()
 
-    rows = read_rows(hook, sheets_config(spreadsheet_id))
+    rows = read_table(hook, sheets_config(spreadsheet_id)).rows
 
     counts = emulator.counts()
     assert len(rows) == 50
@@ -202,7 +202,7 @@ def test_100000_rows_read_fast_and_lean(emulator, hook, spreadsheet_id):
 
     tracemalloc.start()
     started = time.perf_counter()
-    rows = read_rows(hook, sheets_config(spreadsheet_id, feed_date="feed_date"))
+    rows = read_table(hook, sheets_config(spreadsheet_id, feed_date="feed_date")).rows
     elapsed = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from phone_sync.http.pacing import Backoff
-from phone_sync.sheets.rows import read_rows, read_table
+from phone_sync.sheets.rows import read_table
 from phone_sync.sheets.statuses import StatusCell, StatusWriteError, write_statuses
 
 from .helpers import HEADER, sheets_config
@@ -26,7 +26,7 @@ def statuses(emulator, spreadsheet_id, first, last, column="C"):
 def test_10000_statuses_go_out_in_one_batch_update(emulator, hook, spreadsheet_id):
     seed(emulator, spreadsheet_id, [f"P{i:05d}" for i in range(10_000)])
     sheets = sheets_config(spreadsheet_id)
-    rows = read_rows(hook, sheets)
+    rows = read_table(hook, sheets).rows
     # every 7th row has no status this run, so the rows are not one contiguous range
     cells = [StatusCell(r.row, r.identifier, f"success ({r.row})") for r in rows if r.row % 7]
     emulator.reset_counts()
@@ -79,7 +79,7 @@ def test_a_stale_hint_is_checked_against_the_header_and_the_moved_column_re_read
 def test_payload_limit_splits_into_few_requests(emulator, hook, spreadsheet_id):
     seed(emulator, spreadsheet_id, [f"P{i:05d}" for i in range(2_000)])
     sheets = sheets_config(spreadsheet_id)
-    cells = [StatusCell(r.row, r.identifier, "failed: " + "x" * 200) for r in read_rows(hook, sheets)]
+    cells = [StatusCell(r.row, r.identifier, "failed: " + "x" * 200) for r in read_table(hook, sheets).rows]
     emulator.reset_counts()
 
     result = write_statuses(hook, sheets, cells, None, None, max_payload_bytes=100_000)
@@ -94,7 +94,7 @@ def test_payload_limit_splits_into_few_requests(emulator, hook, spreadsheet_id):
 def test_status_follows_a_row_the_operator_moved(emulator, hook, spreadsheet_id):
     seed(emulator, spreadsheet_id, ["A", "B", "C", "D"])
     sheets = sheets_config(spreadsheet_id)
-    cells = [StatusCell(r.row, r.identifier, f"status of {r.identifier}") for r in read_rows(hook, sheets)]
+    cells = [StatusCell(r.row, r.identifier, f"status of {r.identifier}") for r in read_table(hook, sheets).rows]
     # mid-run: a new row is inserted at the top and D is dragged above B
     emulator.edit(
         spreadsheet_id,
@@ -113,7 +113,7 @@ def test_status_follows_a_row_the_operator_moved(emulator, hook, spreadsheet_id)
 def test_sort_mid_run_keeps_every_status_beside_its_patient(emulator, hook, spreadsheet_id):
     seed(emulator, spreadsheet_id, [f"ID{n:03d}" for n in (5, 3, 9, 1, 7)])
     sheets = sheets_config(spreadsheet_id)
-    cells = [StatusCell(r.row, r.identifier, f"for {r.identifier}") for r in read_rows(hook, sheets)]
+    cells = [StatusCell(r.row, r.identifier, f"for {r.identifier}") for r in read_table(hook, sheets).rows]
     emulator.edit(spreadsheet_id, "Sheet1", {"op": "sort", "column": "A", "descending": True})
 
     write_statuses(hook, sheets, cells, None, None)
@@ -126,7 +126,7 @@ def test_sort_mid_run_keeps_every_status_beside_its_patient(emulator, hook, spre
 def test_duplicate_identifier_inserted_mid_run_does_not_move_statuses(emulator, hook, spreadsheet_id):
     seed(emulator, spreadsheet_id, ["A", "B", "C"])
     sheets = sheets_config(spreadsheet_id)
-    cells = [StatusCell(r.row, r.identifier, "success") for r in read_rows(hook, sheets)]
+    cells = [StatusCell(r.row, r.identifier, "success") for r in read_table(hook, sheets).rows]
     # an operator inserts a second "B" row above row 3: row 3 still holds identifier B
     emulator.edit(spreadsheet_id, "Sheet1", {"op": "insert", "row": 3, "values": [["B", "0899"]]})
     assert emulator.column_values(spreadsheet_id, "Sheet1", "A", 2, 5) == ["A", "B", "B", "C"]
@@ -140,7 +140,7 @@ def test_duplicate_identifier_inserted_mid_run_does_not_move_statuses(emulator, 
 def test_ambiguous_move_is_reported_not_written(emulator, hook, spreadsheet_id, caplog):
     seed(emulator, spreadsheet_id, ["3302011111111111", "3302012222222222"])
     sheets = sheets_config(spreadsheet_id)
-    cells = [StatusCell(r.row, r.identifier, "success") for r in read_rows(hook, sheets)]
+    cells = [StatusCell(r.row, r.identifier, "success") for r in read_table(hook, sheets).rows]
     # the first patient's row moves down, and someone pastes a copy of it further down too
     emulator.edit(
         spreadsheet_id,
@@ -163,7 +163,7 @@ def _duplicated(emulator, hook, spreadsheet_id, identifiers):
     """The sheet's rows and a status for each, naming the row it was read at (the winner says success)."""
     seed(emulator, spreadsheet_id, identifiers)
     sheets = sheets_config(spreadsheet_id)
-    cells = [StatusCell(r.row, r.identifier, f"read at {r.row}") for r in read_rows(hook, sheets)]
+    cells = [StatusCell(r.row, r.identifier, f"read at {r.row}") for r in read_table(hook, sheets).rows]
     return sheets, cells
 
 
@@ -213,7 +213,7 @@ def test_a_genuinely_ambiguous_duplicate_is_not_placed(emulator, hook, spreadshe
 def test_deleted_row_is_not_placed(emulator, hook, spreadsheet_id):
     seed(emulator, spreadsheet_id, ["A", "B", "C"])
     sheets = sheets_config(spreadsheet_id)
-    cells = [StatusCell(r.row, r.identifier, "success") for r in read_rows(hook, sheets)]
+    cells = [StatusCell(r.row, r.identifier, "success") for r in read_table(hook, sheets).rows]
     emulator.edit(spreadsheet_id, "Sheet1", {"op": "delete", "row": 3})
 
     result = write_statuses(hook, sheets, cells, None, None)
@@ -292,7 +292,7 @@ def test_429_burst_is_ridden_out(emulator, make_hook, spreadsheet_id):
     hook = make_hook(backoff=Backoff(attempts=10, base=0.05, cap=0.5))
     seed(emulator, spreadsheet_id, [f"P{i}" for i in range(30)])
     sheets = sheets_config(spreadsheet_id)
-    rows = read_rows(hook, sheets)
+    rows = read_table(hook, sheets).rows
     emulator.configure(read_per_user=2, write_per_user=1, window_seconds=1.0)
     emulator.reset_counts()
 
@@ -335,7 +335,7 @@ def test_logs_never_show_identifiers_or_phones(emulator, make_hook, spreadsheet_
     )
     sheets = sheets_config(spreadsheet_id)
     with caplog.at_level(logging.DEBUG):
-        rows = read_rows(hook, sheets)
+        rows = read_table(hook, sheets).rows
         emulator.edit(spreadsheet_id, "Sheet1", {"op": "delete", "row": 2})
         emulator.configure(write_per_user=1, read_per_user=1, window_seconds=0.5)
         write_statuses(hook, sheets, [StatusCell(r.row, r.identifier, "success") for r in rows], "r", None)

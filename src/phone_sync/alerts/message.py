@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from phone_sync import links
 from phone_sync.redaction import scrub
 from phone_sync.report import COUNT_COLUMNS
 
@@ -23,21 +22,6 @@ INFO_KEYS = ("logical date", "start", "duration")
 _INFO_VALUE = re.compile(r"^[0-9T:+\-. ,a-z]{1,40}$")
 _BATCH_LABEL = re.compile(r"^rows \d+-\d+$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$")
-
-
-def ui_base_url() -> str:
-    """Airflow's own ``[api] base_url`` (the UI), so links work wherever the deployment is reached."""
-    return links.base_url()
-
-
-def run_link(dag_id: str, run_id: str, base_url: str | None = None) -> str:
-    """The DAG run's page in the Airflow UI: the same link the report row and the sheet use."""
-    return links.run_link(base_url or ui_base_url(), dag_id, run_id)
-
-
-def task_link(dag_id: str, run_id: str, task_id: str, map_index: int = -1, base_url: str | None = None) -> str:
-    """One task instance (a mapped one by its index) of the run; its page opens on the log."""
-    return links.task_link(base_url or ui_base_url(), dag_id, run_id, task_id, map_index if map_index >= 0 else None)
 
 
 def safe_counts(values: Mapping[str, Any] | None, keys: tuple[str, ...] = COUNT_COLUMNS) -> dict[str, int]:

@@ -18,15 +18,14 @@ from typing import Any
 from phone_sync.alerts.message import (
     Alert,
     batch_name,
-    run_link,
     safe_counts,
     safe_info,
     safe_name,
     safe_problem,
-    task_link,
 )
 from phone_sync.config import RegionConfig
 from phone_sync.contracts import TaskId, XComKey
+from phone_sync.links import run_link, task_link
 from phone_sync.outcomes import FAILURE_COLUMNS, SETTLED_COLUMNS
 
 log = logging.getLogger(__name__)

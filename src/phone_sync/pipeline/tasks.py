@@ -390,7 +390,7 @@ def _status_cells(config: RegionConfig, run_id: str, statuses: list[Status]) -> 
         link = None
         if config.sheets.columns.status_link:
             task = TaskId.CLEAN if status.batch is None else TaskId.BATCH
-            link = links.task_link(base, config.dag_id, run_id, task, status.batch)
+            link = links.task_link(config.dag_id, run_id, task, status.batch, base=base)
         return StatusCell(status.row, status.identifier, status.text, link)
 
     return [cell(status) for status in statuses]
@@ -424,7 +424,7 @@ def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
         logical_date=_logical_moment(context).astimezone(config.zone),
         started=context["dag_run"].start_date,
         finished=datetime.now(UTC),
-        link=links.run_link(links.base_url(), config.dag_id, run_id),
+        link=links.run_link(config.dag_id, run_id),
         problem=problem,
         mode=controls.mode if controls else "invalid controls",
         controls=controls.describe(config) if controls else "",

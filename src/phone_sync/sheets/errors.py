@@ -24,6 +24,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def is_missing_tab(exc: APIError) -> bool:
+    """Google's answer to a range on a worksheet that does not exist: 400 'Unable to parse range'."""
+    return exc.code == 400 and "unable to parse range" in str(exc.error.get("message", "")).lower()
+
+
 class SheetsSetupError(SetupError):
     """The region's spreadsheet, worksheet or Google connection cannot be used as configured."""
 
@@ -72,7 +77,7 @@ def explained(hook: SheetsHook, sheets: SheetsConfig) -> Iterator[None]:
                 f"Google connection '{hook.gcp_conn_id}'{_account(hook)} may not open spreadsheet {sid!r} "
                 "(HTTP 403 PERMISSION_DENIED); share the spreadsheet with that account"
             ) from None
-        if exc.code == 400 and "unable to parse range" in str(exc.error.get("message", "")).lower():
+        if is_missing_tab(exc):
             raise SheetsSetupError(
                 f"worksheet {sheets.worksheet!r} not found in spreadsheet {sid!r} "
                 f"(worksheets there: {_worksheets(hook, sid)}); check sheets.worksheet"

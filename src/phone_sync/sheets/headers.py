@@ -148,15 +148,12 @@ def plan_write_columns(header: HeaderRow, sheets: SheetsConfig) -> tuple[dict[st
     return columns, new_headers
 
 
-def ensure_grid_columns(hook: SheetsHook, sheets: SheetsConfig, needed: int) -> None:
-    """Widen the worksheet when a new header falls outside its grid (the API refuses such writes)."""
-    metadata = hook.get_spreadsheet(sheets.spreadsheet_id)
-    for sheet in metadata.get("sheets", []):
-        props = sheet.get("properties", {})
-        if props.get("title") != sheets.worksheet:
-            continue
-        current = int(props.get("gridProperties", {}).get("columnCount", 0))
-        if current < needed:
-            hook.append_dimension(sheets.spreadsheet_id, props["sheetId"], "COLUMNS", needed - current)
-        return
-    raise ValueError(f"worksheet {sheets.worksheet!r} not found in spreadsheet {sheets.spreadsheet_id!r}")
+def ensure_grid(hook: SheetsHook, spreadsheet_id: str, title: str, dimension: str, needed: int) -> None:
+    """Grow worksheet ``title`` to ``needed`` ``ROWS`` or ``COLUMNS`` (the API refuses writes beyond its grid)."""
+    properties = hook.worksheet(spreadsheet_id, title)
+    if properties is None:
+        raise ValueError(f"worksheet {title!r} not found in spreadsheet {spreadsheet_id!r}")
+    count = "rowCount" if dimension == "ROWS" else "columnCount"
+    current = int(properties.get("gridProperties", {}).get(count, 0))
+    if current < needed:
+        hook.append_dimension(spreadsheet_id, properties["sheetId"], dimension, needed - current)

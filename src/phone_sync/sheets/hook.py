@@ -184,6 +184,14 @@ class SheetsHook(GoogleBaseHook):
         """``spreadsheets.get`` without grid data: the title and each sheet's ``properties``."""
         return dict(self._http.fetch_sheet_metadata(spreadsheet_id))
 
+    def worksheet(self, spreadsheet_id: str, title: str) -> dict[str, Any] | None:
+        """``spreadsheets.get``: the ``properties`` of the worksheet called ``title`` (``None`` when there is none)."""
+        for sheet in self.get_spreadsheet(spreadsheet_id).get("sheets", []):
+            properties = sheet.get("properties", {})
+            if properties.get("title") == title:
+                return dict(properties)
+        return None
+
     def add_sheet(
         self, spreadsheet_id: str, title: str, *, rows: int, columns: int, frozen_rows: int = 0
     ) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from gspread.exceptions import APIError
 from phone_sync.config import SheetsConfig
 
 from .a1 import cell_range, quote_sheet
-from .errors import explains_setup_errors
+from .errors import explains_setup_errors, is_missing_tab
+from .headers import ensure_grid
 from .hook import SheetsHook
 
 log = logging.getLogger(__name__)
@@ -27,38 +28,25 @@ PREVIEW_HEADER = ("row", "identifier", "phone to write", "decision", "run id")
 WIDTH = len(PREVIEW_HEADER)
 
 
-def _missing_tab(exc: APIError) -> bool:
-    return exc.code == 400 and "unable to parse range" in str(exc.error.get("message", "")).lower()
-
 
 @explains_setup_errors
 def prepare_preview(hook: SheetsHook, sheets: SheetsConfig, lines: int) -> int:
     """Empty the preview worksheet (add it when missing), room for ``lines`` lines and the header; returns the
-    Sheets requests it took (three, four the first time)."""
+    Sheets requests it took (three, or four when the worksheet must grow)."""
     before = hook.request_count
     tab = quote_sheet(sheets.preview_worksheet)
     rows = lines + 1
     try:
         hook.clear_values(sheets.spreadsheet_id, f"{tab}!A:{chr(ord('A') + WIDTH - 1)}")
     except APIError as exc:
-        if not _missing_tab(exc):
+        if not is_missing_tab(exc):
             raise
         hook.add_sheet(sheets.spreadsheet_id, sheets.preview_worksheet, rows=rows, columns=WIDTH, frozen_rows=1)
         log.info("Created preview worksheet %r", sheets.preview_worksheet)
     else:
-        _ensure_rows(hook, sheets, rows)
+        ensure_grid(hook, sheets.spreadsheet_id, sheets.preview_worksheet, "ROWS", rows)
     hook.batch_update_values(sheets.spreadsheet_id, line_ranges(sheets.preview_worksheet, [(1, list(PREVIEW_HEADER))]))
     return hook.request_count - before
-
-
-def _ensure_rows(hook: SheetsHook, sheets: SheetsConfig, rows: int) -> None:
-    for sheet in hook.get_spreadsheet(sheets.spreadsheet_id).get("sheets", []):
-        props = sheet.get("properties", {})
-        if props.get("title") == sheets.preview_worksheet:
-            have = int(props.get("gridProperties", {}).get("rowCount", 0))
-            if have < rows:
-                hook.append_dimension(sheets.spreadsheet_id, props["sheetId"], "ROWS", rows - have)
-            return
 
 
 def line_ranges(worksheet: str, lines: Sequence[tuple[int, list[object]]]) -> list[dict[str, object]]:

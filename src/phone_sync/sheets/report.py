@@ -16,7 +16,7 @@ from phone_sync.config import SheetsConfig
 from phone_sync.report import REPORT_COLUMNS
 
 from .a1 import quote_sheet
-from .errors import explains_setup_errors
+from .errors import explains_setup_errors, is_missing_tab
 from .hook import SheetsHook
 
 log = logging.getLogger(__name__)
@@ -71,10 +71,6 @@ def _create_report_tab(hook: SheetsHook, sheets: SheetsConfig) -> bool:
     return True
 
 
-def _missing_tab(exc: APIError) -> bool:
-    """Google answers an append to a tab that does not exist with 400 'Unable to parse range'."""
-    return exc.code == 400 and "unable to parse range" in str(exc.error.get("message", "")).lower()
-
 
 def _append(hook: SheetsHook, sheets: SheetsConfig, lines: list[list[object]]) -> None:
     hook.append_values(sheets.spreadsheet_id, f"{quote_sheet(sheets.report_worksheet)}!A1", lines)
@@ -91,7 +87,7 @@ def append_report(hook: SheetsHook, sheets: SheetsConfig, values: dict[str, obje
     try:
         _append(hook, sheets, [row])
     except APIError as exc:
-        if not _missing_tab(exc):
+        if not is_missing_tab(exc):
             raise
         lines: list[list[object]] = [row]
         if _create_report_tab(hook, sheets):

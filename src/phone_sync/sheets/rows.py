@@ -16,12 +16,12 @@ from gspread.exceptions import APIError
 from phone_sync.config import SheetsConfig
 
 from .a1 import cell_range
-from .errors import SheetsSetupError, explains_setup_errors
+from .errors import SheetsSetupError, explains_setup_errors, is_missing_tab
 from .headers import HeaderRow, MissingHeaderError, read_header, require
 from .hook import SheetsHook
 from .values import CellValue, as_date, as_text, identifier_lost_digits, identifier_text, is_empty
 
-__all__ = ["MissingHeaderError", "SheetRow", "SheetTable", "read_listed_identifiers", "read_rows", "read_table"]
+__all__ = ["MissingHeaderError", "SheetRow", "SheetTable", "read_listed_identifiers", "read_table"]
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +48,14 @@ class SheetTable:
     header: HeaderRow  # the header row as read
 
 
-def read_rows(hook: SheetsHook, sheets: SheetsConfig) -> list[SheetRow]:
-    """All non-blank data rows below the header row, each with its sheet row number.
-
-    Raises MissingHeaderError for a missing identifier, phone or (configured) feed-date header.
-    A missing status header is not an error here: write-back adds it.
-    """
-    return read_table(hook, sheets).rows
-
-
 @explains_setup_errors
 def read_table(hook: SheetsHook, sheets: SheetsConfig, rows: tuple[int, int] | None = None) -> SheetTable:
-    """:func:`read_rows` plus the column of each field (same two requests); ``rows``: only sheet rows a-b."""
+    """Every non-blank data row below the header row, with its sheet row number, and the column of each field:
+    two requests (the header row, then the columns needed). ``rows``: only sheet rows a-b.
+
+    Raises MissingHeaderError for a missing identifier, phone or (configured) feed-date header. A missing
+    status header is not an error here: it is added before the batches write.
+    """
     header = read_header(hook, sheets)
     names = sheets.columns
     wanted: dict[str, int] = {
@@ -103,7 +99,7 @@ def read_listed_identifiers(hook: SheetsHook, sheets: SheetsConfig) -> set[str]:
             sheets.spreadsheet_id, cell_range(sheets.select_worksheet, 1, 2), major_dimension="COLUMNS"
         )
     except APIError as exc:
-        if exc.code == 400 and "unable to parse range" in str(exc.error.get("message", "")).lower():
+        if is_missing_tab(exc):
             raise SheetsSetupError(
                 f"'Only listed identifiers' needs a worksheet {sheets.select_worksheet!r} with the identifiers in "
                 "column A; it does not exist"

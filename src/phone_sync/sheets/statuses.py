@@ -22,7 +22,7 @@ from phone_sync.redaction import mask
 
 from .a1 import cell_range, row_range
 from .errors import explains_setup_errors
-from .headers import HeaderRow, ensure_grid_columns, plan_write_columns, read_header, require
+from .headers import HeaderRow, ensure_grid, plan_write_columns, read_header, require
 from .hook import SheetsHook
 from .placement import MAX_PAYLOAD_BYTES, StatusCell, chunk_by_payload, place, value_ranges
 from .values import as_text
@@ -89,7 +89,7 @@ def add_write_columns(hook: SheetsHook, sheets: SheetsConfig, header: HeaderRow)
     grid must widen), so the batches find them when they write their progress."""
     columns, new_headers = plan_write_columns(header, sheets)
     if new_headers:
-        ensure_grid_columns(hook, sheets, max(columns.values()))
+        ensure_grid(hook, sheets.spreadsheet_id, sheets.worksheet, "COLUMNS", max(columns.values()))
         hook.batch_update_values(sheets.spreadsheet_id, new_headers)
     return columns
 
@@ -119,7 +119,7 @@ def write_statuses(
     header, current = _read_identity(hook, sheets, identifier_column, want_column=bool(cells))
     columns, new_headers = plan_write_columns(header, sheets)
     if new_headers:
-        ensure_grid_columns(hook, sheets, max(columns.values()))
+        ensure_grid(hook, sheets.spreadsheet_id, sheets.worksheet, "COLUMNS", max(columns.values()))
     if not cells and not new_headers:
         result.requests = hook.request_count - before
         return result

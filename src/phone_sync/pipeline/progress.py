@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from phone_sync.config import RegionConfig
 from phone_sync.contracts import Batch, RunFacts, TaskId
@@ -22,12 +22,15 @@ from phone_sync.pipeline.preview import Line, preview_line
 from phone_sync.sheets.placement import StatusCell
 from phone_sync.sheets.progress import Progress
 
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
 log = logging.getLogger(__name__)
 
 
 def batch_progress(
     config: RegionConfig,
-    context: Any,
+    context: Context,
     facts: RunFacts,
     batch: Batch,
     statuses: list[Status],
@@ -64,7 +67,7 @@ def _lines(batch: Batch, statuses: list[Status], run_id: str) -> list[Line]:
 
 def _live(
     config: RegionConfig,
-    context: Any,
+    context: Context,
     facts: RunFacts,
     cells: list[StatusCell],
     lines: list[Line],
@@ -95,7 +98,7 @@ def _live(
     )
 
 
-def _write_back_done(config: RegionConfig, context: Any) -> bool:
+def _write_back_done(config: RegionConfig, context: Context) -> bool:
     """Whether write_back_statuses has already succeeded in this run (so it will not write what is left)."""
     try:
         done = context["ti"].get_ti_count(
@@ -109,7 +112,7 @@ def _write_back_done(config: RegionConfig, context: Any) -> bool:
 
 def _after_write_back(
     config: RegionConfig,
-    context: Any,
+    context: Context,
     facts: RunFacts,
     cells: list[StatusCell],
     lines: list[Line],

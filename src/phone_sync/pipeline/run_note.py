@@ -11,13 +11,16 @@ report row and the first task's log. A note that cannot be set never fails the r
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from phone_sync.config import RegionConfig
 from phone_sync.controls import Controls
 from phone_sync.errors import SetupError
 from phone_sync.http.airflow_api import AirflowApiError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ TIMEOUT_SECONDS = 10
 EXPLAINED = (AirflowApiError, SetupError)  # their messages name no secret: worth logging whole
 
 
-def note_controls(config: RegionConfig, context: Any, controls: Controls) -> bool:
+def note_controls(config: RegionConfig, context: Context, controls: Controls) -> bool:
     """Set the run's note when the run used controls; True when the note was set."""
     described = controls.describe(config)
     if not described:

@@ -52,6 +52,8 @@ from phone_sync.redaction import safe_reason, shown
 from phone_sync.report import report_values
 
 if TYPE_CHECKING:
+    from airflow.sdk import Context
+
     from phone_sync.fhir.token_store import TokenStore
     from phone_sync.sheets.headers import HeaderRow
     from phone_sync.sheets.hook import SheetsHook
@@ -64,7 +66,7 @@ UPSTREAM_STEPS = (TaskId.EXTRACT, TaskId.CLEAN, TaskId.WRITE_BACK)
 
 
 @contextmanager
-def step(config: RegionConfig, context: Any, task_id: TaskId) -> Iterator[None]:
+def step(config: RegionConfig, context: Context, task_id: TaskId) -> Iterator[None]:
     """Record why the task failed; a set-up problem fails it for good (no retries), anything else is retried.
 
     What Airflow logs of the failure is phone-sync's own text: an exception is raised ``from None`` (the
@@ -88,7 +90,7 @@ def step(config: RegionConfig, context: Any, task_id: TaskId) -> Iterator[None]:
         raise shown(exc) from None
 
 
-def _timed_out(context: Any) -> str:
+def _timed_out(context: Context) -> str:
     """Why a task that Airflow stopped at its ``execution_timeout`` failed, in an operator's words."""
     limit = getattr(getattr(context["ti"], "task", None), "execution_timeout", None)
     limit_text = f"its time limit of {time_limits.describe(limit)}" if limit else "its time limit"
@@ -98,7 +100,7 @@ def _timed_out(context: Any) -> str:
     )
 
 
-def _record(context: Any, failure: Failure) -> None:
+def _record(context: Context, failure: Failure) -> None:
     context["ti"].xcom_push(key=XComKey.FAILURE, value=failure.to_xcom())
 
 
@@ -112,23 +114,23 @@ def _sealer(config: RegionConfig) -> Sealer:
     return sealer_for(config.phi_key_conn_id)
 
 
-def _controls(config: RegionConfig, context: Any) -> Controls:
+def _controls(config: RegionConfig, context: Context) -> Controls:
     """The run's trigger-form controls (checked in full by extract_rows, the first task)."""
     return Controls.from_params(context.get("params") or {}, config)
 
 
-def _interval(context: Any, config: RegionConfig) -> Interval | None:
+def _interval(context: Context, config: RegionConfig) -> Interval | None:
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is None or end is None:
         return None
     return Interval(config.local_date(start), config.local_date(end))
 
 
-def _logical_moment(context: Any) -> datetime:
+def _logical_moment(context: Context) -> datetime:
     return context.get("logical_date") or context["dag_run"].run_after
 
 
-def extract_rows(config: RegionConfig, context: Any) -> dict[str, Any]:
+def extract_rows(config: RegionConfig, context: Context) -> dict[str, Any]:
     """One read of the sheet; keep only the rows this run should process, and ready the sheet for progress."""
     from phone_sync.sheets.rows import read_listed_identifiers, read_table
 
@@ -203,7 +205,7 @@ def _ready_for_progress(
     return columns
 
 
-def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Any) -> list[dict[str, Any]]:
+def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Context) -> list[dict[str, Any]]:
     """Clean and de-duplicate; push each batch and the statuses decided here, return the batch refs to map over."""
     with step(config, context, TaskId.CLEAN):
         sealer = _sealer(config)
@@ -245,7 +247,7 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Any) -> lis
         return [BatchRef(index=b.index, label=b.label, size=len(b.rows)).to_xcom() for b in batches]
 
 
-def process_batch(config: RegionConfig, ref_xcom: Any, context: Any) -> dict[str, Any]:
+def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict[str, Any]:
     """Apply one batch to the region's FHIR server and write its statuses (``pipeline.progress``); per-row
     problems are statuses, outages raise."""
     from phone_sync.fhir.client import FhirClient
@@ -318,7 +320,7 @@ def _prime_fhir_token(config: RegionConfig, sealer: Sealer) -> None:
         hook.close()
 
 
-def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
+def write_back_statuses(config: RegionConfig, context: Context) -> dict[str, Any]:
     """Every status the batches did not write into the sheet; rows of failed batches say they will be retried.
 
     Reads its inputs itself rather than as task arguments: when cleaning never finished there is
@@ -396,7 +398,7 @@ def _status_cells(config: RegionConfig, run_id: str, statuses: list[Status]) -> 
     return [cell(status) for status in statuses]
 
 
-def run_report(config: RegionConfig, context: Any) -> dict[str, object]:
+def run_report(config: RegionConfig, context: Context) -> dict[str, object]:
     """Append the report row, log a readable summary, and fail the run if any step or batch failed.
 
     The counts come from the batches' current results (``pipeline.collect.tally``): a rerun report after

@@ -135,3 +135,12 @@ def test_state_file_survives_a_restart(tmp_path):
         values = requests.get(f"{server.url}/v4/spreadsheets/kept/values/S%21A1%3AB1", timeout=10).json()["values"]
 
     assert values == [["0812", "6.28123E+12"]]
+
+
+def test_a_watch_timeline_shows_the_changes_and_the_last_count() -> None:
+    from localservers.watch import Watch
+
+    watch = Watch(started=0.0, seen=[(0.1, 0), (1.0, 0), (2.2, 100), (3.1, 100), (4.0, 250), (9.6, 900)])
+    assert watch.timeline() == "0 s: 0 · 2 s: 100 · 4 s: 250 · 10 s: 900"
+    assert watch.first_seen() == 2.2
+    assert Watch(started=0.0, seen=[(i, i) for i in range(20)]).timeline(points=3) == "0 s: 0 · 10 s: 10 · 19 s: 19"

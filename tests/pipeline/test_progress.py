@@ -7,10 +7,6 @@ the tests see what an operator watching the spreadsheet sees.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +15,7 @@ import requests
 
 from localservers.scenario import Scenario, generate
 from localservers.stack import LocalRegion
+from localservers.watch import watching
 from tests.pipeline.test_controls import preview_rows, run
 from tests.pipeline.test_pipeline import assert_rows_match
 from tests.regions import MakeRegion, report_rows, statuses, ti_tries
@@ -26,43 +23,6 @@ from tests.regions import MakeRegion, report_rows, statuses, ti_tries
 pytestmark = pytest.mark.slow
 
 SLOW_FHIR = ("--latency-ms", "40")
-
-
-class Watcher:
-    """Reads the status column every few hundredths of a second while a run moves."""
-
-    def __init__(self, region: LocalRegion, on_first: Callable[[], None] | None = None) -> None:
-        self.region = region
-        self.seen: list[tuple[float, int]] = []  # (time, statuses in the sheet)
-        self.on_first = on_first
-        self._stop = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                count = sum(1 for text in statuses(self.region).values() if text)
-            except requests.RequestException:
-                continue
-            self.seen.append((time.time(), count))
-            if count and self.on_first is not None:
-                self.on_first()
-                self.on_first = None
-            time.sleep(0.05)
-
-    def first_seen(self) -> float | None:
-        return next((at for at, count in self.seen if count), None)
-
-
-@contextmanager
-def watching(region: LocalRegion, on_first: Callable[[], None] | None = None) -> Iterator[Watcher]:
-    watcher = Watcher(region, on_first)
-    thread = threading.Thread(target=watcher.run, daemon=True)
-    thread.start()
-    try:
-        yield watcher
-    finally:
-        watcher._stop.set()
-        thread.join(timeout=10)
 
 
 def started_at(dag_run: Any, task_id: str) -> datetime:
@@ -86,11 +46,11 @@ def test_finished_batches_show_in_the_sheet_before_write_back_starts(make_region
     scenario = generate(450, seed=71)
     region = make_region(scenario, fhir_args=SLOW_FHIR)
 
-    with watching(region) as watcher:
+    with watching(region) as watch:
         dag_run = run(region, scenario)
 
     assert dag_run.state == "success"
-    first = watcher.first_seen()
+    first = watch.first_seen()
     assert first is not None
     assert first < started_at(dag_run, "write_back_statuses").timestamp(), "statuses appeared only at the end"
     assert_rows_match(region, scenario)

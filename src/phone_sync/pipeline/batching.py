@@ -15,6 +15,8 @@ from phone_sync.contracts import Batch, BatchRow, ExtractedRow
 from phone_sync.outcomes import Outcome, Reason, Status
 from phone_sync.phones import clean_phone
 
+Candidate = tuple[ExtractedRow, str, str | None]  # a row, its cleaned phone, the cleaning note
+
 
 @dataclass(frozen=True)
 class Cleaned:
@@ -35,7 +37,8 @@ def clean_and_batch(
     of the batches beyond are queued for the next run, which picks them up first.
     """
     decided: list[Status] = []
-    valid: dict[str, list[tuple[ExtractedRow, str, str | None]]] = {}
+    # A candidate per identifier, a list only when repeated: at 100,000 rows a list each costs ~9 MiB.
+    valid: dict[str, Candidate | list[Candidate]] = {}
     for row in rows:
         identifier = row.identifier.strip()
         if not identifier:
@@ -48,10 +51,16 @@ def clean_and_batch(
         if result.phone is None:
             decided.append(_failed(row, identifier, Outcome.INVALID_PHONE, Reason.INVALID_PHONE, result.reason))
             continue
-        valid.setdefault(identifier, []).append((row, result.phone, result.note))
+        candidate = (row, result.phone, result.note)
+        held = valid.setdefault(identifier, candidate)
+        if isinstance(held, list):
+            held.append(candidate)
+        elif held is not candidate:
+            valid[identifier] = [held, candidate]
 
     winners: list[BatchRow] = []
-    for identifier, candidates in valid.items():
+    for identifier, held in valid.items():
+        candidates = held if isinstance(held, list) else [held]
         # Latest feed date wins; on a tie (or no dates) the row lowest in the sheet.
         ranked = sorted(candidates, key=lambda c: (c[0].feed_date or date.min, c[0].row))
         winner, phone, note = ranked[-1]

@@ -83,8 +83,9 @@ class Contract(BaseModel):
         if self.sealed_fields:
             if sealer is None:
                 raise ContractError(f"XCom contract {self.name!r} carries patient data and must be sealed")
-            # JSON bytes straight from pydantic's serializer: no Python copy of 100,000 rows on the way.
-            wire["sealed"] = sealer.seal_json(self.__pydantic_serializer__.to_json(self, include=self.sealed_fields))
+            # The whole contract, as JSON bytes straight from pydantic's serializer (no Python copy of 100,000 rows
+            # on the way); opening validates those bytes alone. The readable fields are repeated beside it.
+            wire["sealed"] = sealer.seal_json(self.__pydantic_serializer__.to_json(self))
         return wire | self.model_dump(mode="json", exclude=self.sealed_fields)
 
     @classmethod
@@ -100,18 +101,24 @@ class Contract(BaseModel):
             )
         if found != cls.name:
             raise ContractError(f"expected XCom contract {cls.name!r}, found {found!r}")
-        body = json.dumps({key: item for key, item in value.items() if key not in ("contract", "v", "sealed")})
         if cls.sealed_fields and not public_only:
             if sealer is None or "sealed" not in value:
                 raise ContractError(f"XCom contract {cls.name!r} carries patient data and must be opened with a key")
-            sealed = sealer.open_json(value["sealed"], what=f"XCom {cls.name!r}")
-            # Two JSON objects made one, validated in one pass: {public..., sealed...}
-            body = body[:-1] + ("," if len(body) > 2 else "") + sealed[1:].decode()
+            body: str | bytes = sealer.open_json(value["sealed"], what=f"XCom {cls.name!r}")
+        else:
+            body = json.dumps({key: item for key, item in value.items() if key not in ("contract", "v", "sealed")})
         try:
-            return cls.model_validate_json(body)
+            contract = cls.model_validate_json(body)
         except ValidationError as exc:
             fields = ", ".join(sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})[:5])
             raise ContractError(f"XCom contract {cls.name!r} v{VERSION} is damaged (fields: {fields})") from None
+        if isinstance(body, bytes):  # opened: the readable copy beside it must say the same
+            readable = contract.model_dump(mode="json", exclude=cls.sealed_fields)
+            if changed := sorted(key for key, item in readable.items() if value.get(key) != item):
+                raise ContractError(
+                    f"XCom contract {cls.name!r} v{VERSION} is damaged (fields: {', '.join(changed[:5])})"
+                )
+        return contract
 
 
 # Rows are slotted pydantic dataclasses: a 100,000-row run holds a third of the memory BaseModels would.

@@ -56,6 +56,14 @@ class ColumnHeaders(_Strict):
     run_id: str | None = None
     status_link: str | None = None
 
+    @field_validator("*")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        """A blank header text would match no column (or every empty header cell)."""
+        if value is not None and not value.strip():
+            raise ValueError("empty header text; write the column's header as it reads in the sheet")
+        return value
+
 
 class SheetsConfig(_Strict):
     conn_id: ConnId
@@ -140,10 +148,7 @@ class RegionConfig(_Strict):
     @classmethod
     def _no_secrets(cls, data: Any) -> Any:
         for path in _secret_like_keys(data):
-            raise ValueError(
-                f"'{path}' looks like a secret; region files must not hold secrets. "
-                "Put it in the Airflow connection named by sheets.conn_id or fhir.conn_id."
-            )
+            raise ValueError(f"'{path}' {CREDENTIALS_BELONG_IN_CONNECTIONS}")
         return data
 
     @field_validator("timezone")
@@ -185,6 +190,12 @@ class RegionConfig(_Strict):
         return moment.astimezone(self.zone).date()
 
 
+CREDENTIALS_BELONG_IN_CONNECTIONS = (
+    "looks like a secret; region files must not hold secrets. "
+    "Put it in the Airflow connection named by sheets.conn_id or fhir.conn_id."
+)
+
+
 def _secret_like_keys(data: Any, prefix: str = "") -> Iterator[str]:
     if isinstance(data, dict):
         for key, value in data.items():
@@ -195,6 +206,19 @@ def _secret_like_keys(data: Any, prefix: str = "") -> Iterator[str]:
     elif isinstance(data, list):
         for index, item in enumerate(data):
             yield from _secret_like_keys(item, f"{prefix}{index}.")
+
+
+def _without_secret_like_keys(data: Any) -> Any:
+    """``data`` minus its secret-like keys, so the rest of the file is still checked and every problem listed."""
+    if isinstance(data, dict):
+        return {
+            k: _without_secret_like_keys(v)
+            for k, v in data.items()
+            if not (isinstance(k, str) and SECRET_KEY.search(k))
+        }
+    if isinstance(data, list):
+        return [_without_secret_like_keys(item) for item in data]
+    return data
 
 
 def printable(text: str) -> str:
@@ -232,6 +256,8 @@ def _format_errors(error: ValidationError) -> list[str]:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field (check the spelling)"
+        elif item["type"].startswith("date_"):
+            message = f"expected a date as YYYY-MM-DD, e.g. 2026-01-31 ({message})"
         problems.append(f"{field}: {message}")
     return problems
 
@@ -293,10 +319,14 @@ def _validated(path: Path) -> RegionConfig:
         raise RegionConfigError(path, ["(file): must be a JSON object"])
     if _nesting(raw) > MAX_NESTING:
         raise RegionConfigError(path, [f"(file): nested more than {MAX_NESTING} levels deep"])
+    secrets = [f"{key}: {CREDENTIALS_BELONG_IN_CONNECTIONS}" for key in _secret_like_keys(raw)]
     try:
-        return RegionConfig.model_validate(raw)
+        config = RegionConfig.model_validate(_without_secret_like_keys(raw))
     except ValidationError as exc:
-        raise RegionConfigError(path, _format_errors(exc)) from None
+        raise RegionConfigError(path, secrets + _format_errors(exc)) from None
+    if secrets:
+        raise RegionConfigError(path, secrets)
+    return config
 
 
 def _name_problems(path: Path, config: RegionConfig) -> list[str]:
@@ -323,7 +353,8 @@ def regions_dir(default: Path = DEFAULT_REGIONS_DIR) -> Path:
 
 
 def region_files(directory: Path) -> list[Path]:
-    return sorted(directory.glob("*.json"))
+    """The region files of ``directory``: ``*.json`` except names starting with ``_`` (``_template.json``, drafts)."""
+    return sorted(path for path in directory.glob("*.json") if not path.name.startswith("_"))
 
 
 ISOLATED_FIELDS = {

@@ -18,6 +18,9 @@ from pathlib import Path
 from phone_sync.config import REGIONS_DIR_ENV, RegionConfig, load_regions, region_files
 
 REGIONS_SUBDIR = Path("include") / "regions"
+# Exit status when a valid region cannot run for a missing connection or PHI key (1: an invalid region file).
+# The stack's init stops on this one only: an invalid file shows as its config-error DAG and stops no other region.
+MISSING_CONNECTIONS = 3
 
 
 def run_capacity(config: RegionConfig) -> int:
@@ -106,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="phone-sync-check-regions",
         description=__doc__.split("\n\n")[0],
         epilog=f"Without DIR: ${REGIONS_DIR_ENV}, else ./include/regions, else $AIRFLOW_HOME/include/regions. "
-        "Files whose name starts with _ (include/regions/_template.json) are not regions.",
+        "Files whose name starts with _ (include/regions/_template.json) are not regions. Exit status: 0 all "
+        "good, 1 a region file is invalid, 3 (with --connections) a valid region lacks a connection or its PHI key.",
     )
     parser.add_argument("directory", nargs="?", type=Path, help="folder of region files")
     parser.add_argument("--offline", action="store_true", help="do not look at the regions' sheets")
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.connections:
         summary += f"; {unconnected} region(s) missing a connection or the PHI key (see docs/install.md)"
     print(summary)
-    return 1 if errors or unconnected else 0
+    return MISSING_CONNECTIONS if unconnected else 1 if errors else 0
 
 
 if __name__ == "__main__":

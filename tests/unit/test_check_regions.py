@@ -52,7 +52,7 @@ def key_in_metadata_db(airflow_db: None) -> Iterator[str]:
 def test_missing_connections_and_key_are_named_per_region(tmp_path: Path, airflow_db: None) -> None:
     regions = demo_folder(tmp_path / "regions")
     result = check(str(regions), "--offline", "--connections", cwd=tmp_path)
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 3, result.stdout + result.stderr
     for conn_id, setting in (("fhir_demo", "fhir.conn_id"), ("google_sheets_demo", "sheets.conn_id")):
         assert f"region demo cannot run: connection '{conn_id}' ({setting}) is not defined" in result.stdout
     assert f"connection '{KEY_CONN}' (phi_key_conn_id) is not defined" in result.stdout
@@ -80,7 +80,7 @@ def test_a_phi_key_that_is_no_fernet_key_is_named_not_shown(tmp_path: Path, airf
     bad = "not-a-fernet-key-but-a-secret-anyway"
     env = {f"AIRFLOW_CONN_{KEY_CONN.upper()}": json.dumps({"conn_type": "generic", "password": bad})}
     result = check(str(regions), "--offline", "--connections", cwd=tmp_path, env=env)
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert f"connection '{KEY_CONN}' (phi_key_conn_id): key 1 of 1 is not a Fernet key" in result.stdout
     assert bad not in result.stdout + result.stderr
 

@@ -37,10 +37,10 @@ check-regions: $(STAMP) ## Validate every region file and print every problem
 	$(PY) -m phone_sync.check_regions
 
 demo: $(STAMP) ## Run the demo region's DAG on local servers (SQLite Airflow home in var/demo) and print the report
-	$(PY) -m localservers.demo
+	$(PY) -m localservers.demo $(ARGS)
 
 standalone: $(STAMP) ## The demo region in the Airflow UI on http://localhost:8080 (airflow standalone)
-	$(PY) -m localservers.standalone
+	$(PY) -m localservers.standalone $(ARGS)
 
 bench: $(STAMP) ## Benchmark vs the article's per-row loop, side by side (~25 min); not part of `make test`
 	$(PY) -m bench.run --publish

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "var" / "demo")
     parser.add_argument("--keep-running", action="store_true", help="leave the servers up until Ctrl-C")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers it started, as on Ctrl-C
 
     env = airflow_env(args.workdir / "airflow")
     os.environ.update(env)
@@ -165,9 +167,7 @@ def report_column(status: str) -> str:
 def print_summary(region: LocalRegion, state: str, log_file: Path, keep_running: bool) -> None:
     header, *rows = region.cells()
     status_col = header.index(region.config.sheets.columns.status)
-    statuses = Counter(
-        report_column(str(row[status_col])) for row in rows if len(row) > status_col and row[status_col]
-    )
+    statuses = Counter(report_column(str(row[status_col])) for row in rows if len(row) > status_col and row[status_col])
     report_header, *report_rows = region.cells(region.config.sheets.report_worksheet)
     print(f"\nDAG run finished: {state}\n\nRun report (worksheet '{region.config.sheets.report_worksheet}'):")
     for key, value in zip(report_header, report_rows[-1], strict=False):

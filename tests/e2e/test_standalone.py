@@ -5,6 +5,7 @@ stopped on exit, and the same PHI key after a restart, so a batch of an earlier 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -20,6 +21,7 @@ import psutil
 import pytest
 import requests
 
+from localservers.browser import Browser
 from localservers.process import free_port
 from localservers.standalone import KEY_FILE
 
@@ -88,6 +90,26 @@ def standalone(workdir: Path, port: int) -> Iterator[Standalone]:
             process.wait()
 
 
+def trigger_from_the_form(app: Standalone, tmp_path: Path, conf: dict[str, Any]) -> str:
+    """Trigger as a person does: the DAG's Trigger button, then the form's, untouched (headless Chromium). Without
+    Chromium, the REST call with the body that form sends (``conf``: every field at its default)."""
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        return app.api("POST", f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf})["dag_run_id"]
+    dialog = "[...document.querySelectorAll('[role=dialog]')].find(d => d.innerText.startsWith('Trigger Dag'))"
+    login = f"{app.url}/auth/token/login?next={quote(f'{app.url}/dags/{DAG_ID}', safe='')}"
+    with Browser(tmp_path / "chromium") as browser:
+        browser.open(login)
+        browser.wait_for("[...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Trigger')", 90)
+        browser.click("[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Trigger')")
+        browser.wait_for(f"{dialog}?.innerText.includes('Only listed identifiers')")
+        browser.click(f"[...{dialog}.querySelectorAll('button')].find(b => b.innerText.trim() === 'Trigger')")
+        deadline = time.monotonic() + 60
+        while not (runs := app.api("GET", f"/dags/{DAG_ID}/dagRuns")["dag_runs"]) and time.monotonic() < deadline:
+            time.sleep(1)
+    (run,) = runs
+    return run["dag_run_id"]
+
+
 def stop_like_ctrl_c(app: Standalone) -> list[psutil.Process]:
     """SIGINT, as Ctrl-C sends it; returns the processes it had started, for the caller to check."""
     started = psutil.Process(app.process.pid).children(recursive=True)
@@ -120,8 +142,8 @@ def test_standalone_from_first_trigger_to_a_restart(tmp_path: Path) -> None:
         form = app.api("GET", f"/dags/{DAG_ID}/details")["params"]
         conf = {name: field["value"] for name, field in form.items()}  # what the untouched trigger form sends
         assert conf["mode"] == "preview"
-        body = {"logical_date": None, "conf": conf}
-        preview = app.api("POST", f"/dags/{DAG_ID}/dagRuns", json=body)["dag_run_id"]
+        preview = trigger_from_the_form(app, tmp_path, conf)
+        assert app.api("GET", f"/dags/{DAG_ID}/dagRuns/{quote(preview, safe='')}")["conf"]["mode"] == "preview"
         assert app.wait_for_run(preview)["state"] == "success"
         assert len(app.batches(preview)) == 3, "the first preview found every row"
 

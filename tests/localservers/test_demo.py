@@ -58,9 +58,9 @@ def test_the_demo_prints_a_short_summary_whose_counts_are_the_reports(tmp_path: 
         demo.stdin.flush()
         assert demo.wait(timeout=60) == 0
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+        if demo.poll() is None:  # the test failed first: SIGTERM lets the demo stop the servers it started
+            demo.terminate()
+            demo.wait(timeout=60)
 
     assert len(lines) < 60, output
     assert "DAG run finished: success" in output

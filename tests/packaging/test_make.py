@@ -17,7 +17,7 @@ def test_install_with_python_3_10_stops_first_and_says_what_is_needed(tmp_path: 
     old.write_text(
         "#!/bin/sh\n"
         f'[ "$1" = "-c" ] || exit 99\nexec {real} -c "import sys; sys.version_info = (3, 10, 14, \'final\', 0); '
-        "sys.version = '3.10.14'; exec(sys.argv[1])\" \"$2\"\n"
+        'sys.version = \'3.10.14\'; exec(sys.argv[1])" "$2"\n'
     )
     old.chmod(0o755)
     venv = tmp_path / "venv"

@@ -35,7 +35,9 @@ def run_init(tmp_path: Path, connections: dict[str, str]) -> subprocess.Complete
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp_path / "passwords.json"),
         **connections,
     }
-    return subprocess.run(["bash", str(INIT)], capture_output=True, text=True, env=env, timeout=180, check=False)
+    return subprocess.run(
+        [shutil.which("bash") or "bash", str(INIT)], capture_output=True, text=True, env=env, timeout=180, check=False
+    )
 
 
 def test_init_stops_the_stack_when_the_phi_key_is_missing(tmp_path: Path, airflow_db: None) -> None:

@@ -35,18 +35,19 @@ def demo_folder(folder: Path) -> Path:
     return folder
 
 
+def airflow_cli(*args: str) -> None:
+    """The ``airflow`` CLI with the environment the checks below run in (the same metadata DB)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    subprocess.run([sys.executable, "-m", "airflow", *args], env=env, check=True, capture_output=True, timeout=180)
+
+
 @pytest.fixture
 def key_in_metadata_db(airflow_db: None) -> Iterator[str]:
     """The PHI key as the UI stores it: a connection in the metadata DB (not an environment variable)."""
-    from airflow.models.connection import Connection
-    from airflow.utils.session import create_session
-
     key = new_key()
-    with create_session() as session:
-        session.add(Connection(conn_id=KEY_CONN, conn_type="generic", password=key))
+    airflow_cli("connections", "add", KEY_CONN, "--conn-type", "generic", "--conn-password", key)
     yield key
-    with create_session() as session:
-        session.query(Connection).filter(Connection.conn_id == KEY_CONN).delete()
+    airflow_cli("connections", "delete", KEY_CONN)
 
 
 def test_missing_connections_and_key_are_named_per_region(tmp_path: Path, airflow_db: None) -> None:

@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DIST   ?= dist
 
-.PHONY: help install lock test lint check-regions demo standalone bench bench-quick clean
+.PHONY: help install lock test lint check-regions demo standalone wheel bench bench-quick clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -12,6 +13,7 @@ help: ## List the targets
 # requirements.lock pins every package (runtime, celery and dev extras); the project goes on top, editable,
 # without letting pip resolve anything else. pip check fails when pyproject.toml needs what the lock lacks.
 $(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "region phone-sync needs Python 3.11+, and $(PYTHON) is Python " + sys.version.split()[0] + ": run make PYTHON=python3.11 (or newer)")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
@@ -36,11 +38,14 @@ lint: $(STAMP) ## ruff, as make test runs it
 check-regions: $(STAMP) ## Validate every region file and print every problem
 	$(PY) -m phone_sync.check_regions
 
-demo: $(STAMP) ## Run the demo region's DAG on local servers (SQLite Airflow home in var/demo) and print the report
-	$(PY) -m localservers.demo
+demo: $(STAMP) ## Run the demo region's DAG on local servers and print the report (ARGS=--keep-running: keep them up)
+	$(PY) -m localservers.demo $(ARGS)
 
-standalone: $(STAMP) ## The demo region in the Airflow UI on http://localhost:8080 (airflow standalone)
-	$(PY) -m localservers.standalone
+standalone: $(STAMP) ## The demo region in the Airflow UI on http://127.0.0.1:8080 (ARGS="--port 8081")
+	$(PY) -m localservers.standalone $(ARGS)
+
+wheel: $(STAMP) ## Build dist/region_phone_sync-<version>-py3-none-any.whl for your own Airflow (docs/install.md)
+	$(PY) -m pip wheel --no-deps --no-build-isolation --wheel-dir $(DIST) .
 
 bench: $(STAMP) ## Benchmark vs the article's per-row loop, side by side, scheduler stages three times (~75 min); not part of `make test`
 	$(PY) -m bench.run --publish --repeat 3
@@ -48,5 +53,5 @@ bench: $(STAMP) ## Benchmark vs the article's per-row loop, side by side, schedu
 bench-quick: $(STAMP) ## The benchmark on 1,000 rows (~4 min); rewrites nothing that is committed
 	$(PY) -m bench.run --quick
 
-clean: ## Remove var/ and the tool caches (not .venv)
-	rm -rf var .pytest_cache .ruff_cache
+clean: ## Remove var/, dist/ and the tool caches (not .venv)
+	rm -rf var dist .pytest_cache .ruff_cache

@@ -25,6 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = ROOT / "docker" / ".env.example"
+INIT = ROOT / "docker" / "init.sh"
 PROFILES = ("demo", "hapi")
 AIRFLOW_COMMANDS = {"api-server", "scheduler", "dag-processor", "triggerer", "celery worker", "celery flower"}
 REQUIRED = {
@@ -190,19 +191,22 @@ def _check_module(name: str, module: str, binds: list[tuple[Path, str]]) -> list
     return [f"{name}: module {module} is not found in any mount"]
 
 
-def check_env_example() -> list[str]:
-    """The example env file names both connections of every region file, and .env is git-ignored."""
+def check_env_example(env_example: Path = ENV_EXAMPLE, init: Path = INIT) -> list[str]:
+    """The example env file names both connections and the PHI key of every region file, the stack's init
+    checks that they exist before the first run, and .env is git-ignored."""
     from phone_sync.config import load_regions
 
     problems = []
-    example = ENV_EXAMPLE.read_text(encoding="utf-8") if ENV_EXAMPLE.exists() else ""
+    example = env_example.read_text(encoding="utf-8") if env_example.exists() else ""
     if not example:
-        problems.append(f"{ENV_EXAMPLE} missing")
+        problems.append(f"{env_example} missing")
     configs, _ = load_regions(ROOT / "include" / "regions")
     for config in configs:
-        for conn_id in (config.sheets.conn_id, config.fhir.conn_id):
+        for conn_id in (config.sheets.conn_id, config.fhir.conn_id, config.phi_key_conn_id):
             if f"AIRFLOW_CONN_{conn_id.upper()}=" not in example:
-                problems.append(f"{ENV_EXAMPLE.name}: no AIRFLOW_CONN_{conn_id.upper()} for region {config.region}")
+                problems.append(f"{env_example.name}: no AIRFLOW_CONN_{conn_id.upper()} for region {config.region}")
+    if not re.search(r"^\s*phone-sync-check-regions .*--connections", init.read_text(encoding="utf-8"), re.MULTILINE):
+        problems.append(f"{init.name} does not run phone-sync-check-regions --connections")
     ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
     if ".env" not in ignored and "/.env" not in ignored:
         problems.append(".env is not in .gitignore")

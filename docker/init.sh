@@ -22,5 +22,15 @@ else
   echo "phone-sync init: AIRFLOW_ADMIN_PASSWORD not set; see the airflow-apiserver log for a generated password"
 fi
 
-echo "phone-sync init: checking region files"
-python -m phone_sync.check_regions || echo "phone-sync init: some region files are invalid (they show as config-error DAGs)"
+# Every region's FHIR and Google connection, and the PHI key, must be there before the first run: exit status 3
+# (a region that cannot run) stops the stack here, naming each one; an invalid region file only warns (it shows
+# as its config-error DAG and stops no other region). Names only: the check never prints a connection's content.
+echo "phone-sync init: checking region files, their connections and the PHI key"
+status=0
+phone-sync-check-regions --offline --connections || status=$?
+if [[ $status -eq 3 ]]; then
+  echo "phone-sync init: FAILED: define the connections named above (.env, see docker/.env.example), then docker compose up -d" >&2
+  exit 1
+elif [[ $status -ne 0 ]]; then
+  echo "phone-sync init: some region files are invalid (they show as config-error DAGs)"
+fi

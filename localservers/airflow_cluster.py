@@ -73,6 +73,7 @@ class AirflowCluster:
     ``CeleryExecutor`` (needs ``database_url`` on PostgreSQL and ``broker_url``; starts
     ``celery_workers`` workers serving their own queue, so concurrent sessions never share tasks).
     ``extra_env`` reaches every component: the regions' ``AIRFLOW_CONN_*`` variables, the regions folder.
+    ``port`` fixes the API server's port (else a free one); ``config`` overrides settings (``core__fernet_key``).
     """
 
     def __init__(
@@ -88,6 +89,8 @@ class AirflowCluster:
         worker_concurrency: int = 4,
         parse_interval: int = 10,
         parallelism: int = 16,
+        port: int | None = None,
+        config: dict[str, str] | None = None,
     ) -> None:
         if executor not in ("LocalExecutor", "CeleryExecutor"):
             raise ValueError(f"unsupported executor {executor!r}")
@@ -95,7 +98,7 @@ class AirflowCluster:
             raise ValueError("CeleryExecutor needs database_url (PostgreSQL) and broker_url (Redis)")
         self.home = home
         self.executor = executor
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.queue = f"phone_sync_e2e_{secrets.token_hex(4)}"
         self.celery_workers = celery_workers if executor == "CeleryExecutor" else 0
@@ -125,6 +128,7 @@ class AirflowCluster:
             "operators__default_queue": self.queue,
             "celery__worker_concurrency": str(worker_concurrency),
         }
+        overrides.update(config or {})
         if database_url:
             overrides["database__sql_alchemy_conn"] = database_url
         if broker_url:

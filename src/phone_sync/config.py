@@ -75,6 +75,14 @@ class ColumnHeaders(_Strict):
     run_id: str | None = None
     status_link: str | None = None
 
+    @field_validator("*")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        """A blank header text would match no column (or every empty header cell)."""
+        if value is not None and not value.strip():
+            raise ValueError("empty header text; write the column's header as it reads in the sheet")
+        return value
+
 
 class SheetsConfig(_Strict):
     conn_id: ConnId
@@ -181,12 +189,9 @@ class RegionConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _no_secrets(cls, data: Any) -> Any:
-        found = list(_secret_like(data))
+        found = [f"'{path}' {what}" for path, what in _secret_like(data)]
         if found:
-            raise ValueError(
-                "; ".join(found) + ". Region files must not hold secrets: put them in the Airflow connection "
-                "named by sheets.conn_id, fhir.conn_id or alerts.webhook_conn_id"
-            )
+            raise ValueError("; ".join(found) + f"; {CREDENTIALS_BELONG_IN_CONNECTIONS}")
         return data
 
     @field_validator("timezone")
@@ -228,22 +233,42 @@ class RegionConfig(_Strict):
         return moment.astimezone(self.zone).date()
 
 
-def _secret_like(data: Any, prefix: str = "") -> Iterator[str]:
-    """A problem for every key, and every text value, that looks like a secret; never the value itself."""
+CREDENTIALS_BELONG_IN_CONNECTIONS = (
+    "region files must not hold secrets: put it in the Airflow connection named by sheets.conn_id, "
+    "fhir.conn_id or alerts.webhook_conn_id"
+)
+
+
+def _secret_like(data: Any, prefix: str = "", *, values: bool = True) -> Iterator[tuple[str, str]]:
+    """``(path, what)`` for every key, and (``values``) every text value, that looks like a secret; never the
+    value itself."""
     if isinstance(data, dict):
         for key, value in data.items():
             path = f"{prefix}{key}"
             if isinstance(key, str) and SECRET_KEY.search(key):
-                yield f"'{path}' looks like a secret"
-            yield from _secret_like(value, path + ".")
+                yield path, "looks like a secret"
+            yield from _secret_like(value, path + ".", values=values)
     elif isinstance(data, list):
         for index, item in enumerate(data):
-            yield from _secret_like(item, f"{prefix}{index}.")
-    elif isinstance(data, str):
+            yield from _secret_like(item, f"{prefix}{index}.", values=values)
+    elif isinstance(data, str) and values:
         for kind, pattern in SECRET_VALUES.items():
             if pattern.search(data):
-                yield f"'{prefix.removesuffix('.')}' holds what looks like {kind}"
+                yield prefix.removesuffix("."), f"holds what looks like {kind}"
                 break
+
+
+def _without_secret_like_keys(data: Any) -> Any:
+    """``data`` minus its secret-like keys, so the rest of the file is still checked and every problem listed."""
+    if isinstance(data, dict):
+        return {
+            k: _without_secret_like_keys(v)
+            for k, v in data.items()
+            if not (isinstance(k, str) and SECRET_KEY.search(k))
+        }
+    if isinstance(data, list):
+        return [_without_secret_like_keys(item) for item in data]
+    return data
 
 
 def printable(text: str) -> str:
@@ -281,6 +306,8 @@ def _format_errors(error: ValidationError) -> list[str]:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field (check the spelling)"
+        elif item["type"].startswith("date_"):
+            message = f"expected a date as YYYY-MM-DD, e.g. 2026-01-31 ({message})"
         problems.append(f"{field}: {message}")
     return problems
 
@@ -342,10 +369,16 @@ def _validated(path: Path) -> RegionConfig:
         raise RegionConfigError(path, ["(file): must be a JSON object"])
     if _nesting(raw) > MAX_NESTING:
         raise RegionConfigError(path, [f"(file): nested more than {MAX_NESTING} levels deep"])
+    # Secret-like keys are listed here and left out, so the rest of the file is still checked; values that
+    # look like secrets are refused by the model itself.
+    secrets = [f"{path}: {what}; {CREDENTIALS_BELONG_IN_CONNECTIONS}" for path, what in _secret_like(raw, values=False)]
     try:
-        return RegionConfig.model_validate(raw)
+        config = RegionConfig.model_validate(_without_secret_like_keys(raw))
     except ValidationError as exc:
-        raise RegionConfigError(path, _format_errors(exc)) from None
+        raise RegionConfigError(path, secrets + _format_errors(exc)) from None
+    if secrets:
+        raise RegionConfigError(path, secrets)
+    return config
 
 
 def _name_problems(path: Path, config: RegionConfig) -> list[str]:
@@ -372,7 +405,8 @@ def regions_dir(default: Path = DEFAULT_REGIONS_DIR) -> Path:
 
 
 def region_files(directory: Path) -> list[Path]:
-    return sorted(directory.glob("*.json"))
+    """The region files of ``directory``: ``*.json`` except names starting with ``_`` (``_template.json``, drafts)."""
+    return sorted(path for path in directory.glob("*.json") if not path.name.startswith("_"))
 
 
 ISOLATED_FIELDS = {

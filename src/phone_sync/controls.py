@@ -1,9 +1,14 @@
 """Operator controls of a run, from the trigger form: preview, a slice of rows, listed identifiers, resend.
 
 Airflow renders a DAG's ``params`` as a typed form (titles, descriptions, validation) and checks each one
-on trigger; :meth:`Controls.from_params` checks them all again in the first task, with what a form cannot
-check (``a <= b``). A scheduled run, and a backfill without conf, get the defaults: a live run over every
-pending row, or a preview when the region file says ``"mode": "preview"``.
+on trigger; :meth:`Controls.from_context` checks them all again in the first task, with what a form cannot
+check (``a <= b``).
+
+**Mode.** The form starts on ``preview``, so a click on Trigger never writes to FHIR by accident. Airflow
+gives a DAG's params one default for every run, so the mode is taken from the run's *conf*, not its params:
+the UI's trigger and backfill forms always send every field (``mode`` included), while a scheduled run, an
+API trigger or backfill without ``conf.mode``, and ``dag.test()`` send none and run in the region file's
+mode (``live`` unless the file says ``"mode": "preview"``).
 
 Identifiers are never typed into the form: Airflow keeps a run's conf in clear in its database. "Only
 listed identifiers" reads them from a worksheet of the region's own spreadsheet instead.
@@ -44,9 +49,11 @@ class Controls(BaseModel):
         return self.mode == "preview"
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], config: RegionConfig) -> Controls:
-        """The run's controls from its params, checked again (a form can be bypassed through the API)."""
-        mode = params.get("mode", config.mode)
+    def from_context(cls, context: Mapping[str, Any], config: RegionConfig) -> Controls:
+        """The run's controls, checked again (a form can be bypassed through the API): the mode from the run's
+        conf, else the region file's; the rest from the run's params."""
+        params = context.get("params") or {}
+        mode = (getattr(context.get("dag_run"), "conf", None) or {}).get("mode", config.mode)
         if mode not in ("live", "preview"):
             raise ControlsError(f"params.mode: {mode!r} is neither 'live' nor 'preview'")
         rows = _rows(params.get("rows"), first_data_row=config.sheets.header_row + 1)
@@ -85,19 +92,21 @@ def _rows(value: Any, first_data_row: int) -> tuple[int, int] | None:
 
 
 def trigger_form(config: RegionConfig) -> dict[str, Any]:
-    """The DAG's params: the trigger form's fields, with the safe choice as each default."""
+    """The DAG's params: the trigger form's fields, with the safe choice as each default (``preview``: see
+    the module's docstring for why a scheduled run is still live)."""
     from airflow.sdk import Param
 
     select, preview = config.sheets.select_worksheet, config.sheets.preview_worksheet
     return {
         "mode": Param(
-            config.mode,
+            "preview",
             type="string",
             enum=["live", "preview"],
             title="Mode",
             description=(
                 f"preview: decide what every row would get and write it to the '{preview}' worksheet; nothing is "
-                "written to FHIR or to the status column. live: update FHIR and write statuses."
+                "written to FHIR or to the status column. live: update FHIR and write statuses. Scheduled runs "
+                f"run {config.mode}."
             ),
         ),
         "rows": Param(

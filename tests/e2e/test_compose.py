@@ -108,3 +108,14 @@ def test_checker_refuses_pythonpath_outside_the_dev_tooling() -> None:
     assert checker.check(config) == [
         "airflow-scheduler: sets PYTHONPATH (the phone_sync package is installed in the image)"
     ]
+
+
+def test_checker_catches_an_env_example_without_the_phi_key_and_an_init_that_does_not_check(tmp_path: Path) -> None:
+    example = tmp_path / ".env.example"
+    text = (ROOT / "docker" / ".env.example").read_text(encoding="utf-8")
+    example.write_text("\n".join(line for line in text.splitlines() if "PHONE_SYNC_PHI_KEY" not in line))
+    init = tmp_path / "init.sh"
+    init.write_text("airflow db migrate\npython -m phone_sync.check_regions || true\n")
+    problems = checker.check_env_example(example, init)
+    assert "no AIRFLOW_CONN_PHONE_SYNC_PHI_KEY for region demo" in "\n".join(problems)
+    assert "init.sh does not run phone-sync-check-regions --connections" in problems

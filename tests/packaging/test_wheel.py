@@ -1,17 +1,26 @@
-"""The built wheel is a working Airflow provider and DAG package, without this checkout on the path.
+"""The built wheel is a working Airflow provider and DAG package, without this checkout on the path, installed
+the way docs/install.md tells an operator to install it into the Airflow they run.
 
-The wheel is built from the repository (hatchling from the locked dev set, no download) and installed,
-without dependencies, into a fresh virtualenv. That virtualenv sees the already-installed Airflow and
-dependencies of ``.venv`` as a second site directory, minus this project's editable install, so the
-check takes seconds instead of a 4-minute install and still proves what the wheel itself carries: the
-package, its provider entry point and its console scripts. An Airflow home holding only the DAG file and
-the region files must then parse every region's DAG.
+``make wheel`` builds it (hatchling from the locked dev set, no download). It goes into a fresh virtualenv
+that sees the already-installed Airflow and dependencies of ``.venv`` as a second site directory, minus this
+project's editable install: that stands for the operator's existing deployment, and keeps the check to
+seconds instead of a 4-minute, 2 GB install. The install is docs/install.md's command, dependencies
+included: ``pip install <wheel> "apache-airflow==X" --constraint <constraints>``, with ``--no-index``, so pip
+must satisfy every requirement of the wheel from what is installed, within the constraints, or fail.
+
+What is proven: the wheel's requirements resolve within the pins of this lock for every package Airflow's
+constraints pin (the lock minus what Airflow does not pin: gspread, fhir.resources, phonenumbers), and a
+constraint that our ranges exclude makes that same command fail. What is not: Airflow's published
+``constraints-3.3.2/constraints-3.11.txt`` itself (it cannot be downloaded here, only PyPI is reachable); its
+pins can differ from the lock's. The image (docker/Dockerfile) is built with that published file.
+An Airflow home holding only the DAG file and the region files must then parse every region's DAG.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +34,8 @@ from phone_sync.config import REGIONS_DIR_ENV, load_regions
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "region_phone_sync"
+# Packages Airflow's constraints file does not pin (the Dockerfile resolves them from our ranges), and us.
+NOT_PINNED_BY_AIRFLOW = {"region-phone-sync", "gspread", "fhir-resources", "fhir-core", "phonenumbers"}
 
 pytestmark = pytest.mark.slow
 
@@ -72,19 +83,63 @@ def _site_view(target: Path) -> Path:
     return target
 
 
-def test_wheel_installs_the_provider_and_parses_the_dags(tmp_path: Path) -> None:
-    wheels = tmp_path / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-qw", str(wheels), str(ROOT)])
-    (wheel,) = wheels.glob(f"{PROJECT}-*.whl")
+def _locked_pins() -> dict[str, str]:
+    text = (ROOT / "requirements.lock").read_text(encoding="utf-8")
+    return {name.lower(): version for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.MULTILINE)}
 
-    venv = tmp_path / "venv"
+
+def _constraints(path: Path, **changed: str) -> Path:
+    """A constraints file as Airflow publishes one: a pin for every package it pins (here: the lock's pins)."""
+    pins = {name: v for name, v in _locked_pins().items() if name not in NOT_PINNED_BY_AIRFLOW} | changed
+    path.write_text("".join(f"{name}=={version}\n" for name, version in sorted(pins.items())))
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``make wheel``'s wheel, and a fresh virtualenv that sees the deployment's packages but not this project."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    make = shutil.which("make") or "make"
+    _run([make, "wheel", f"DIST={tmp / 'dist'}", f"PY={sys.executable}", f"STAMP={tmp / 'no-install'}"], cwd=ROOT)
+    (wheel,) = (tmp / "dist").glob(f"{PROJECT}-*.whl")
+    venv = tmp / "venv"
     _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
     purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
     own_site = Path(_run([str(python), "-c", purelib]).stdout.strip())
-    view = _site_view(tmp_path / "installed")
+    view = _site_view(tmp / "installed")
     (own_site / "zz_installed_deps.pth").write_text(f"import site; site.addsitedir({str(view)!r})\n")
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)])
+    return wheel, venv
+
+
+def _install(venv: Path, wheel: Path, constraints: Path) -> subprocess.CompletedProcess[str]:
+    """docs/install.md's command, offline: every requirement must come from what is installed. pip's report
+    (what it installed) is written beside the constraints file."""
+    airflow = f"apache-airflow=={_locked_pins()['apache-airflow']}"
+    argv = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-index"]
+    argv += ["--constraint", str(constraints), "--report", str(constraints.with_suffix(".json")), str(wheel), airflow]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_a_constraint_our_ranges_exclude_makes_the_install_fail(built: tuple[Path, Path], tmp_path: Path) -> None:
+    """The negative control: the install below would notice a pin of Airflow's that our ranges refuse."""
+    wheel, venv = built
+    refused = _install(venv, wheel, _constraints(tmp_path / "constraints.txt", tenacity="8.5.0"))
+    assert refused.returncode != 0
+    assert "region-phone-sync 0.1.0 depends on tenacity" in refused.stdout, refused.stdout[-2000:]
+    assert not list((venv / "lib").glob(f"python*/site-packages/{PROJECT}-*.dist-info"))
+
+
+def test_wheel_installs_the_provider_and_parses_the_dags(built: tuple[Path, Path], tmp_path: Path) -> None:
+    wheel, venv = built
+    python = venv / "bin" / "python"
+    own_site = Path(
+        _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    )
+    installed = _install(venv, wheel, _constraints(tmp_path / "constraints.txt"))
+    assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-2000:]
+    report = json.loads((tmp_path / "constraints.json").read_text())
+    assert [item["metadata"]["name"] for item in report["install"]] == ["region-phone-sync"], "it moved a pin"
     _run([sys.executable, "-m", "pip", "--python", str(python), "check"])  # the wheel's requirements are met
 
     home = tmp_path / "airflow"

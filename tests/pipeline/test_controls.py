@@ -224,7 +224,7 @@ def test_the_trigger_form_validates_types_ranges_and_formats(make_region: MakeRe
     # The UI sends an optional field the operator left empty as null: the defaults must pass as they are.
     trial["rows"] = None
     assert trial.validate()["rows"] is None
-    assert copy.deepcopy(params).validate() == {"mode": "live", "rows": None, "listed_only": False, "resend": False}
+    assert copy.deepcopy(params).validate() == {"mode": "preview", "rows": None, "listed_only": False, "resend": False}
     assert Counter(str(p.schema.get("type")) for p in params.values()) == Counter(
         {"string": 1, "['null', 'string']": 1, "boolean": 2}
     )

@@ -24,12 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from phone_sync.config import MAX_FILE_BYTES, REGIONS_DIR_ENV, load_regions, printable
+from phone_sync.config import MAX_FILE_BYTES, REGIONS_DIR_ENV, load_regions, printable, region_files
 from phone_sync.dag_factory import CONFIG_ERROR_TAG, build_all
 from tests.regions import PROJECT_REGIONS
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
-GOOD = sorted(path.name for path in PROJECT_REGIONS.glob("*.json"))
+GOOD = [path.name for path in region_files(PROJECT_REGIONS)]
 GOOD_IDS = {config.dag_id for config in load_regions(PROJECT_REGIONS)[0]}
 PIPELINE = ["extract_rows", "clean_phones", "process_batch", "write_back_statuses", "run_report"]
 VALID_DAG_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
@@ -238,8 +238,9 @@ MAKES = st.one_of(
               JSON_VALUES),
     st.sampled_from(GOOD).map(lambda name: lambda path: path.symlink_to(PROJECT_REGIONS / name)),
 )
+# Names starting with "_" are not regions (templates, drafts): they are skipped, not shown.
 BAD = st.dictionaries(STEMS.map(lambda stem: stem + b".json"), MAKES, min_size=1, max_size=3).filter(
-    lambda files: not set(files) & {name.encode() for name in GOOD}
+    lambda files: not set(files) & {name.encode() for name in GOOD} and not any(n.startswith(b"_") for n in files)
 )
 
 

@@ -116,7 +116,7 @@ def _sealer(config: RegionConfig) -> Sealer:
 
 def _controls(config: RegionConfig, context: Context) -> Controls:
     """The run's trigger-form controls (checked in full by extract_rows, the first task)."""
-    return Controls.from_params(context.get("params") or {}, config)
+    return Controls.from_context(context, config)
 
 
 def _interval(context: Context, config: RegionConfig) -> Interval | None:

@@ -39,22 +39,21 @@ def sheet_size_note(config: RegionConfig) -> str:
 
     capacity = run_capacity(config)
     try:
-        metadata = SheetsHook(gcp_conn_id=config.sheets.conn_id).get_spreadsheet(config.sheets.spreadsheet_id)
+        hook = SheetsHook(gcp_conn_id=config.sheets.conn_id)
+        properties = hook.worksheet(config.sheets.spreadsheet_id, config.sheets.worksheet)
     except AirflowNotFoundException:
         return f"sheet size not checked: connection '{config.sheets.conn_id}' is not defined here"
     except Exception as exc:
         return f"sheet size not checked: {type(exc).__name__}"
-    for sheet in metadata.get("sheets", []):
-        props = sheet.get("properties", {})
-        if props.get("title") == config.sheets.worksheet:
-            rows = int(props.get("gridProperties", {}).get("rowCount", 0)) - config.sheets.header_row
-            if rows > capacity:
-                return (
-                    f"WARN: worksheet {config.sheets.worksheet!r} has room for {rows:,} rows, more than one run takes "
-                    f"({capacity:,}); the rest wait for later runs (status 'queued')"
-                )
-            return f"worksheet {config.sheets.worksheet!r} has room for {rows:,} rows; one run takes {capacity:,}"
-    return f"sheet size not checked: no worksheet {config.sheets.worksheet!r}"
+    if properties is None:
+        return f"sheet size not checked: no worksheet {config.sheets.worksheet!r}"
+    rows = int(properties.get("gridProperties", {}).get("rowCount", 0)) - config.sheets.header_row
+    if rows > capacity:
+        return (
+            f"WARN: worksheet {config.sheets.worksheet!r} has room for {rows:,} rows, more than one run takes "
+            f"({capacity:,}); the rest wait for later runs (status 'queued')"
+        )
+    return f"worksheet {config.sheets.worksheet!r} has room for {rows:,} rows; one run takes {capacity:,}"
 
 
 def connection_problems(config: RegionConfig) -> list[str]:

@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from localservers.scenario import generate
     from localservers.stack import local_region
+    from localservers.watch import watching
     from phone_sync.config import load_region
     from phone_sync.dag_factory import build_region_dag
 
@@ -140,14 +141,32 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(region.connections)
         print(f"FHIR server {region.fhir.url} ({len(scenario.patients)} patients), Sheets emulator {region.sheets.url}")
         print(f"Running {config.dag_id} on {args.rows} sheet rows (task logs: {log_file}) ...", flush=True)
-        with output_to(log_file) as terminal, Progress(terminal).listening():
+        with output_to(log_file) as terminal, Progress(terminal).listening(), watching(region, 0.25) as watch:
             dag_run = build_region_dag(config).test(logical_date=run_day)
         print_summary(region, dag_run.state, log_file, args.keep_running)
+        write_back = started_after(dag_run, "write_back_statuses", watch.started)
+        print(
+            f"\nThe sheet while the run moved (rows with a status, seconds after the start): {watch.timeline()};"
+            + (f" write-back started at {write_back:.0f} s." if write_back is not None else "")
+            + "\nEach batch writes its rows' statuses as it finishes, within the region's Sheets quota; "
+            "write-back writes the rest."
+        )
         if args.keep_running:
             print("Servers are up; Ctrl-C (or Enter) stops them.")
             with contextlib.suppress(KeyboardInterrupt, EOFError):
                 input()
     return 0 if dag_run.state == "success" else 1
+
+
+def started_after(dag_run: Any, task_id: str, since: float) -> float | None:
+    """Seconds from ``since`` (epoch) to when ``task_id`` of the run started."""
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        for ti in dag_run.get_task_instances(session=session):
+            if ti.task_id == task_id and ti.start_date is not None:
+                return ti.start_date.timestamp() - since
+    return None
 
 
 def report_column(status: str) -> str:

@@ -68,6 +68,10 @@ def test_the_demo_prints_a_short_summary_whose_counts_are_the_reports(tmp_path: 
     for task in ("extract_rows", "clean_phones", "write_back_statuses", "run_report"):
         assert re.search(rf"^  {task} +success$", output, re.MULTILINE), output
     assert re.search(r"^  process_batch +3 batches: 3 success$", output, re.MULTILINE), output
+    timeline = re.search(r"The sheet while the run moved \(.*\): (.*); write-back started at (\d+) s\.", output)
+    assert timeline, output
+    points = [(int(at), int(n.replace(",", ""))) for at, n in re.findall(r"(\d+) s: ([\d,]+)", timeline[1])]
+    assert any(count for at, count in points if at <= int(timeline[2])), "statuses showed before write-back"
     log = (tmp_path / "task-logs.txt").read_text(encoding="utf-8")
     assert "[DAG TEST] end task task_id=run_report" in log
 

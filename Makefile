@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DIST   ?= dist
 
-.PHONY: help install lock test lint check-regions demo standalone wheel bench bench-quick clean
+.PHONY: help install lock test test-fast lint check-regions demo standalone wheel bench bench-quick clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,6 +31,10 @@ lock: $(STAMP) ## Regenerate requirements.lock from pyproject.toml (uv pip compi
 test: $(STAMP) ## Lint, then run the whole test suite
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+test-fast: $(STAMP) ## Lint, then the tests that run no Airflow (unit, HTTP, local servers): the inner loop
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -m "not slow and not e2e" -q
 
 lint: $(STAMP) ## ruff, as make test runs it
 	$(VENV)/bin/ruff check .

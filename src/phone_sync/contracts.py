@@ -184,6 +184,7 @@ class BatchResult(Contract):
     index: int
     statuses: list[Status]
     stats: dict[str, float]
+    profile: str | None = None  # the FHIR interaction profile used, e.g. "search GET x1, update PATCH"
 
     @property
     def fhir_requests(self) -> int:
@@ -205,6 +206,7 @@ class WriteBack(Contract):
     not_placed: int
     fhir_requests: int
     sheets_requests: int
+    fhir_profile: str | None = None  # the batches' FHIR interaction profiles, "; "-joined when they differ
 
 
 class Failure(Contract):

@@ -35,6 +35,7 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "queued",
     "mode",  # live or preview
     "controls",  # what a manual run asked for (rows a-b, resend, ...); empty for a plain run
+    "FHIR profile",  # how the FHIR server was searched and written ("search GET x1, update PATCH")
 )
 # The numeric columns: what an alert may show of a run.
 COUNT_COLUMNS = (*REPORT_COLUMNS[REPORT_COLUMNS.index("rows read") : REPORT_COLUMNS.index("link")], "queued")
@@ -75,5 +76,6 @@ def report_values(
             "statuses not placed": result.not_placed,
             "FHIR requests": result.fhir_requests,
             "Sheets requests": result.sheets_requests,
+            "FHIR profile": result.fhir_profile,
         }
     return {column: values.get(column) for column in REPORT_COLUMNS}

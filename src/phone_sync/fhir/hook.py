@@ -15,6 +15,7 @@ from requests.adapters import HTTPAdapter
 from phone_sync.fhir.auth import TOKEN_BACKOFF, Authorizer, OAuth2ClientCredentials, Obtained, authorizer_for
 from phone_sync.fhir.connection import FhirSettings, settings_from_connection
 from phone_sync.fhir.errors import FhirAuthError, FhirError, FhirUnavailable
+from phone_sync.fhir.profile import describe_capability
 from phone_sync.fhir.token_store import TokenStore
 from phone_sync.http.pacing import RETRYABLE_STATUS, Backoff, RateLimiter
 from phone_sync.http.retry import HttpRetry, RetriesExhausted
@@ -265,7 +266,7 @@ class FhirHook(BaseHook):
             "bearer": "bearer token accepted",
             "none": "no authentication, Patient search allowed",
         }[auth_type]
-        return True, f"{server}: metadata OK, {accepted} (GET Patient?_count=0)"
+        return True, f"{server}: metadata OK, {accepted} (GET Patient?_count=0); {describe_capability(body)}"
 
     def _test_problem(self, exc: Exception) -> str:
         """The error without the connection id: the API tests a copy under a random id nobody knows."""

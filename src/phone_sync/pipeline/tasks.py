@@ -196,6 +196,7 @@ def process_batch(config: RegionConfig, batch_xcom: Any, context: Any) -> dict[s
     """Apply one batch to the region's FHIR server; per-row problems are statuses, outages raise."""
     from phone_sync.fhir.client import FhirClient
     from phone_sync.fhir.hook import FhirHook
+    from phone_sync.fhir.profile_store import ProfileStore
 
     with step(config, context, TaskId.BATCH):
         sealer = _sealer(config)
@@ -203,7 +204,7 @@ def process_batch(config: RegionConfig, batch_xcom: Any, context: Any) -> dict[s
         # The region's request rate is shared by the batches that may run at once.
         rate = config.fhir_requests_per_second / config.max_parallel_batches
         hook = FhirHook(config.fhir.conn_id, requests_per_second=rate, token_store=_fhir_token_store(config, sealer))
-        client = FhirClient(hook, config.fhir, config.phone)
+        client = FhirClient(hook, config.fhir, config.phone, profile_store=ProfileStore(config.fhir.conn_id))
         where = {"region": config.region, "batch": batch.index, "rows": batch.label}
         batch_log.summary("batch start", **where, count=len(batch.rows))
         try:
@@ -212,8 +213,9 @@ def process_batch(config: RegionConfig, batch_xcom: Any, context: Any) -> dict[s
             batch_log.summary("batch failed", **where, error=safe_reason(exc), **client.stats)
             raise
         batch_log.row_lines("batch", statuses)
-        batch_log.summary("batch done", **where, **batch_log.counts(count(statuses)), **client.stats)
-        return BatchResult(index=batch.index, statuses=statuses, stats=client.stats).to_xcom(sealer)
+        profile = client.profile.describe()
+        batch_log.summary("batch done", **where, **batch_log.counts(count(statuses)), **client.stats, profile=profile)
+        return BatchResult(index=batch.index, statuses=statuses, stats=client.stats, profile=profile).to_xcom(sealer)
 
 
 # --- the region's shared FHIR token (OAuth2 connections): see phone_sync.fhir.auth -----------------------
@@ -226,15 +228,18 @@ def _fhir_token_store(config: RegionConfig, sealer: Sealer) -> TokenStore:
 
 
 def _prime_fhir_token(config: RegionConfig, sealer: Sealer) -> None:
-    """Ready one token for every batch of the run, here, once, before any batch starts (no-op without OAuth2).
+    """Ready one token for every batch of the run, here, once, before any batch starts (no-op without OAuth2),
+    and the server's interaction profile from its CapabilityStatement (``phone_sync.fhir.profile_store``).
 
     Refused credentials fail this task at once (a set-up error), before a batch could try them again.
     """
     from phone_sync.fhir.hook import FhirHook
+    from phone_sync.fhir.profile_store import ProfileStore, prime_profile
 
     hook = FhirHook(config.fhir.conn_id, token_store=_fhir_token_store(config, sealer))
     try:
         hook.prime_token()
+        prime_profile(hook, config.fhir.interactions, ProfileStore(config.fhir.conn_id))
     finally:
         hook.close()
 
@@ -258,6 +263,7 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
         preview = _controls(config, context).preview
         results = [BatchResult.from_xcom(r, sealer) for r in _batch_results(ti)]
         done = {result.index for result in results}
+        fhir_profile = "; ".join(sorted({result.profile for result in results if result.profile})) or None
         # The rows of a batch are needed only where it has no result (or for a preview's phones).
         wires = ti.xcom_pull(task_ids=TaskId.CLEAN, map_indexes=-1) or []
         batches = [Batch.from_xcom(wire, sealer) for wire in wires if preview or wire.get("index") not in done]
@@ -309,6 +315,7 @@ def write_back_statuses(config: RegionConfig, context: Any) -> dict[str, Any]:
             not_placed=len(written.not_placed),
             fhir_requests=collected.fhir_requests,
             sheets_requests=decided.sheets_requests + written.requests,
+            fhir_profile=fhir_profile,
         ).to_xcom()
 
 

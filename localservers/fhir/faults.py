@@ -47,6 +47,8 @@ class Knobs:
     patch_enabled: bool = True  # False: PATCH answers 405
     page_size_cap: int = 0  # > 0: no page holds more entries than this, whatever _count asks
     capability_hides_refusals: bool = False  # True: the CapabilityStatement claims every interaction anyway
+    # A broken gateway: the batch-response's entries are bare strings ("200 OK"), not objects.
+    batch_entries_malformed: bool = False
 
 
 OR_LISTS = ("understood", "refused", "misread")

@@ -276,6 +276,8 @@ class Interactions:
             "link": [{"relation": "self", "url": base}],
             "entry": responses,
         }
+        if self.faults.knobs.batch_entries_malformed:
+            answer["entry"] = [item["response"]["status"] for item in responses]
         return 200, answer, {}
 
     @staticmethod

@@ -19,7 +19,7 @@ from localservers.fhir.seed import make_patient
 from localservers.fhir.store import Store
 from phone_sync.config import InteractionPins
 from phone_sync.errors import SetupError
-from phone_sync.fhir.client import FhirClient
+from phone_sync.fhir.client import BAD_ID, FhirClient
 from phone_sync.fhir.errors import FhirError
 from phone_sync.fhir.hook import FhirHook
 from phone_sync.fhir.profile import InteractionRefused
@@ -324,24 +324,28 @@ def test_a_refusal_found_in_the_store_is_tried_again_before_giving_up(fhir: Loca
 def test_patient_ids_that_are_not_fhir_ids_are_never_sent(
     fhir_factory: Callable[..., LocalFhir], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A search that answers ``../../Organization/1`` as a patient id: the row fails, no URL is built from it."""
+    """A search that answers ``../../Organization/1`` or ``..`` as a patient id: the row fails, no URL is built
+    from it (``PUT Patient/..`` would reach the server's base)."""
     server = fhir_factory("--no-batch")
-    nik, fine = new_nik(), new_nik()
+    odd, dots, fine = new_nik(), new_nik(), new_nik()
     store = Store(tmp_path / "server0" / "fhir.sqlite")  # the server's own file (WAL: safe while it runs)
     try:
-        store.insert_many([make_patient(nik, phone=OLD, patient_id="../../Organization/1")])
+        store.insert_many([
+            make_patient(odd, phone=OLD, patient_id="../../Organization/1"),
+            make_patient(dots, phone=OLD, patient_id=".."),
+        ])
     finally:
         store.close()
     good_id = server.create(fine, phone=OLD)["id"]
     server.clear()
     conn = set_connection(monkeypatch, "fhir_bad_ids", host=server.url, password=TOKEN)
 
-    bad, good = client_for(conn).apply(
-        [update(2, nik, "+6281300000002", EFFECTIVE), update(3, fine, "+6281300000003", EFFECTIVE)]
+    *bad, good = client_for(conn).apply(
+        [update(2, odd, "+6281300000002", EFFECTIVE), update(3, dots, "+6281300000003", EFFECTIVE),
+         update(4, fine, "+6281300000004", EFFECTIVE)]
     )
 
-    assert (bad.outcome, bad.reason) == ("failed", "rejected")
-    assert "not a FHIR id" in (bad.detail or "")
+    assert [(s.outcome, s.reason, s.detail) for s in bad] == [("failed", "rejected", BAD_ID)] * 2
     assert good.outcome == "updated"
     assert [(e["method"], e["path"]) for e in server.requests_log()] == [
         ("POST", "/Patient/_search"), ("POST", "/"), ("PUT", f"/Patient/{good_id}")

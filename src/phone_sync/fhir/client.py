@@ -45,9 +45,14 @@ PATIENT_OUTCOME: dict[str, tuple[Outcome, Reason | None]] = {
 }
 APPLIED = frozenset({Outcome.UPDATED, Outcome.UNCHANGED})
 PREVIEW_DETAIL = "preview: not written"
-# FHIR's id type: a patient id that is anything else never goes into a URL ("../Organization/1").
+# FHIR's id type: a patient id that is anything else never goes into a URL ("../Organization/1"), nor
+# does one of dots only, which the pattern allows ("Patient/.." is the server's base).
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 BAD_ID = "not sent: the server's search gave this patient an id that is not a FHIR id"
+
+
+def safe_id(patient_id: str) -> bool:
+    return FHIR_ID.fullmatch(patient_id) is not None and patient_id.strip(".") != ""
 
 
 @dataclass
@@ -158,7 +163,7 @@ class FhirClient:
         work.status.clear()
         work.reason.clear()
         work.pending = None
-        if not FHIR_ID.fullmatch(work.patient_id):
+        if not safe_id(work.patient_id):
             work.status = dict.fromkeys(work.steps, "rejected")
             work.reason = dict.fromkeys(work.steps, BAD_ID)
             return

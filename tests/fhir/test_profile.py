@@ -116,23 +116,30 @@ def test_pins_win_and_a_refused_pin_has_no_fallback() -> None:
     assert (profile.search, profile.update) == ("get_single", "put")
     refused = profile.refuse("put", "HTTP 405 not-supported")
     assert refused.update == "put", "a pin is not learned away"
-    problem = refusal_problem("fhir_demo", refused, "put", "HTTP 405 not-supported: PUT is not allowed")
-    assert problem is not None
-    assert "fhir.interactions.update pins 'put'" in problem
-    assert "HTTP 405 not-supported: PUT is not allowed" in problem
+    problem = refusal_problem("fhir_demo", refused, "put", "PUT is not allowed")
+    assert problem == (
+        "connection 'fhir_demo': fhir.interactions.update pins 'put' in the region file, but the FHIR server refuses "
+        "PUT (HTTP 405 not-supported; it said: PUT is not allowed); its CapabilityStatement was not read. "
+        "Pin what it takes, or remove the pin"
+    )
 
 
 def test_a_refusal_with_no_fallback_names_every_interaction_and_the_claims() -> None:
     claims = Claims(batch=True, put=True, patch=True, versioning="versioned")
     profile = Profile(claims=claims).refuse("batch", "HTTP 405 not-supported").refuse("put", "HTTP 405 not-supported")
-    assert refusal_problem("fhir_demo", profile, "put", "HTTP 405") is None, "PATCH is left"
-    problem = refusal_problem("fhir_demo", profile.refuse("patch", "HTTP 405"), "patch", "HTTP 405: no PATCH here")
+    assert refusal_problem("fhir_demo", profile, "put", "") is None, "PATCH is left"
+    problem = refusal_problem("fhir_demo", profile.refuse("patch", "HTTP 501"), "patch", "no PATCH here")
     assert problem == (
-        "connection 'fhir_demo': the FHIR server refuses every way this client can update a Patient (a batch Bundle "
-        "of PUTs: HTTP 405 not-supported; PUT Patient/{id}: HTTP 405 not-supported; PATCH Patient/{id} (JSON "
-        "Patch): HTTP 405: no PATCH here); its CapabilityStatement claims batch yes, update yes, patch yes, "
-        "versioning versioned. Ask for the interaction to be allowed (server or gateway), or pin fhir.interactions "
-        "in the region file"
+        "connection 'fhir_demo': the FHIR server refuses every way to update a Patient (batch Bundle, PUT: HTTP 405 "
+        "not-supported; PATCH: HTTP 501; it said: no PATCH here); its CapabilityStatement claims batch, update, "
+        "patch. Allow one, or pin fhir.interactions"
+    )
+    assert len("region lombok_barat: " + problem) < 280, "the report row and the alert keep 300 characters"
+    searches = Profile(claims=Claims(batch=False, put=True)).misread_or_lists().refuse("get_single", "HTTP 405")
+    assert refusal_problem("fhir_demo", searches, "get_single", "") == (
+        "connection 'fhir_demo': the FHIR server refuses every way to search for Patients (POST _search, GET with OR "
+        "lists: misreads OR lists; GET one identifier: HTTP 405); its CapabilityStatement claims update; not batch. "
+        "Allow one, or pin fhir.interactions"
     )
 
 
@@ -160,7 +167,7 @@ def test_describe_capability_for_the_test_button() -> None:
     text = describe_capability(statement([], ["read", "update", "search-type"], versioning="versioned"))
     assert text == (
         "interaction profile from its CapabilityStatement: search POST, update PUT "
-        "(batch no, update yes, patch no, versioning versioned)"
+        "(update; not batch, patch)"
     )
     assert describe_capability(None) == "no CapabilityStatement to read an interaction profile from"
 

@@ -58,7 +58,16 @@ SENDS: dict[str, str] = {
     "put": "PUT Patient/{id}",
     "patch": "PATCH Patient/{id} (JSON Patch)",
 }
-MISREAD = "misreads OR lists (an empty searchset, yet an identifier of the list was found alone)"
+# Short names, for the set-up error (the report row and the alert keep 300 characters of it).
+SHORT: dict[str, str] = {
+    "post": "POST _search",
+    "get": "GET with OR lists",
+    "get_single": "GET one identifier",
+    "batch": "batch Bundle",
+    "put": "PUT",
+    "patch": "PATCH",
+}
+MISREAD = "misreads OR lists"  # an empty searchset, yet an identifier of the list was found alone
 
 
 class InteractionRefused(FhirError, SetupError):
@@ -83,11 +92,14 @@ class Claims:
         return {"batch": self.batch, "put": self.put, "patch": self.patch}.get(mode)
 
     def describe(self) -> str:
-        said = [f"{name} {'yes' if value else 'no'}" for name, value in
-                (("batch", self.batch), ("update", self.put), ("patch", self.patch)) if value is not None]
-        if self.versioning:
-            said.append(f"versioning {self.versioning}")
-        return ", ".join(said) or "nothing about batch, update or patch"
+        """``batch, update, patch`` (what it claims), ``update; not batch, patch``, plus ``no versions``."""
+        named = (("batch", self.batch), ("update", self.put), ("patch", self.patch))
+        claimed = [name for name, value in named if value]
+        denied = [name for name, value in named if value is False]
+        said = ", ".join(claimed) or "none of batch, update, patch"
+        if claimed and denied:
+            said += f"; not {', '.join(denied)}"
+        return said + ("; no versions" if self.versioning == "no-version" else "")
 
     def to_record(self) -> dict[str, Any]:
         return {"batch": self.batch, "put": self.put, "patch": self.patch, "versioning": self.versioning}
@@ -260,7 +272,7 @@ class Profile:
 def refusal_problem(conn_id: str, profile: Profile, mode: str, said: str) -> str | None:
     """Why ``profile`` has no fallback after ``mode`` was refused (the set-up error's text), or None when it has.
 
-    ``said`` is the server's answer to ``mode`` (status, code and scrubbed diagnostics).
+    ``said`` is the server's own text about ``mode`` (scrubbed), shown after the refusals' statuses.
     """
     axis, order, key = (
         ("search for Patients", SEARCH_ORDER, "search") if mode in SEARCH_ORDER else
@@ -269,20 +281,22 @@ def refusal_problem(conn_id: str, profile: Profile, mode: str, said: str) -> str
     where = f"connection '{conn_id}'"
     claims = f"its CapabilityStatement claims {profile.claims.describe()}" if profile.claims else (
         "its CapabilityStatement was not read")
+    heard = f"; it said: {said[:60]}" if said else ""
     if profile.pinned(mode):
         return (
-            f"{where}: fhir.interactions.{key} pins '{mode}' in the region file, and the FHIR server refuses "
-            f"{SENDS[mode]} ({said}); {claims}. Pin a mode the server takes, or remove the pin"
+            f"{where}: fhir.interactions.{key} pins '{mode}' in the region file, but the FHIR server refuses "
+            f"{SHORT[mode]} ({profile.refused[mode]}{heard}); {claims}. Pin what it takes, or remove the pin"
         )
     if getattr(profile, key) is not None:
         return None
-    tried = "; ".join(
-        f"{SENDS[m]}: {said if m == mode else profile.refused.get(m) or 'not usable once PUT is refused'}"
-        for m in order
-    )
+    by_evidence: dict[str, list[str]] = {}
+    for each in order:
+        evidence = profile.refused.get(each, "not without PUT")
+        by_evidence.setdefault(evidence, []).append(SHORT[each])
+    refused = "; ".join(f"{', '.join(modes)}: {evidence}" for evidence, modes in by_evidence.items())
     return (
-        f"{where}: the FHIR server refuses every way this client can {axis} ({tried}); {claims}. "
-        "Ask for the interaction to be allowed (server or gateway), or pin fhir.interactions in the region file"
+        f"{where}: the FHIR server refuses every way to {axis} ({refused}{heard}); {claims}. "
+        "Allow one, or pin fhir.interactions"
     )
 
 

@@ -133,7 +133,7 @@ class SharedProfile:
         said = refusal.evidence + (f": {detail}" if detail else "")
         self._seen.add(mode)
         profile = self.current.refuse(mode, refusal.evidence)
-        problem = refusal_problem(self._hook.fhir_conn_id, profile, mode, said)
+        problem = refusal_problem(self._hook.fhir_conn_id, profile, mode, detail)
         if problem is not None:
             retry = [m for m in self._axis(mode) if m in profile.refused and m not in self._seen]
             if retry and not profile.pinned(mode):

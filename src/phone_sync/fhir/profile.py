@@ -154,6 +154,15 @@ class Refusal:
         return f"HTTP {self.status}" + (f" {self.code}" if self.code else "")
 
 
+class Refused(Exception):
+    """The server refused ``mode``: raised by a search or a write, caught by its caller to fall back."""
+
+    def __init__(self, mode: str, refusal: Refusal) -> None:
+        super().__init__(mode)
+        self.mode = mode
+        self.refusal = refusal
+
+
 def _issues(body: Any) -> list[dict[str, Any]]:
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return []

@@ -29,7 +29,7 @@ from urllib.parse import quote, urlencode
 from phone_sync.config import InteractionPins
 from phone_sync.fhir.errors import FhirError
 from phone_sync.fhir.hook import FhirHook
-from phone_sync.fhir.profile import OR_MODES, Refusal, refusal_of
+from phone_sync.fhir.profile import OR_MODES, Refused, refusal_of
 from phone_sync.fhir.profile_store import SharedProfile
 from phone_sync.fhir.scrub import outcome_diagnostics, scrub
 
@@ -70,13 +70,6 @@ def _next_link(bundle: dict[str, Any]) -> str | None:
     return None
 
 
-class _Refused(Exception):
-    def __init__(self, mode: str, refusal: Refusal) -> None:
-        super().__init__(mode)
-        self.mode = mode
-        self.refusal = refusal
-
-
 class PatientSearch:
     """The searches of one client (see module docstring)."""
 
@@ -104,7 +97,7 @@ class PatientSearch:
             chunk = self._chunk(mode, remaining)
             try:
                 matched = self._search(mode, chunk, found)
-            except _Refused as refused:
+            except Refused as refused:
                 self.profile.refuse(refused.mode, refused.refusal, chunk)  # raises when nothing is left
                 continue
             for _ in chunk:
@@ -155,7 +148,7 @@ class PatientSearch:
             body = _json(response)
             refusal = refusal_of(response.status_code, body, diagnostics=outcome_diagnostics(body))
             if refusal is not None:
-                raise _Refused(mode, refusal)
+                raise Refused(mode, refusal)
         matched: set[str] = set()
         for page in range(MAX_PAGES):
             bundle = _bundle(response, "Patient search", chunk)
@@ -191,7 +184,7 @@ class PatientSearch:
         """Search one identifier of an OR list that matched nothing alone: found, the server misreads OR lists."""
         try:
             alone = self._search(mode, chunk[:1], found)
-        except _Refused as refused:
+        except Refused as refused:
             self.profile.refuse(refused.mode, refused.refusal, chunk)
             return True  # another mode now: search the unchecked values again with it
         if alone:

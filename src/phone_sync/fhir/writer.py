@@ -20,7 +20,7 @@ from typing import Any
 
 from phone_sync.fhir.errors import FhirError
 from phone_sync.fhir.hook import FHIR_JSON, FhirHook
-from phone_sync.fhir.profile import JSON_PATCH, Refusal, refusal_of
+from phone_sync.fhir.profile import JSON_PATCH, Refusal, Refused, refusal_of
 from phone_sync.fhir.profile_store import SharedProfile
 from phone_sync.fhir.scrub import outcome_diagnostics, scrub
 from phone_sync.fhir.telecom import telecom_patch
@@ -52,13 +52,6 @@ def _result(status: int, outcome: Any) -> WriteResult:
     return WriteResult(status, diagnostics, refusal_of(status, outcome, instance=True, diagnostics=diagnostics))
 
 
-class _Refused(Exception):
-    def __init__(self, mode: str, refusal: Refusal) -> None:
-        super().__init__(mode)
-        self.mode = mode
-        self.refusal = refusal
-
-
 class PatientWriter:
     """Sends one client's writes in the mode its profile names, falling back when the server refuses it."""
 
@@ -79,7 +72,7 @@ class PatientWriter:
                 while todo:
                     results[todo[0].patient_id] = self._single(mode, todo[0])
                     todo.pop(0)
-            except _Refused as refused:
+            except Refused as refused:
                 self.profile.refuse(refused.mode, refused.refusal)  # raises when nothing is left
         return results
 
@@ -102,7 +95,7 @@ class PatientWriter:
         if response.status_code != 200:
             refusal = refusal_of(response.status_code, body, diagnostics=outcome_diagnostics(body))
             if refusal is not None:
-                raise _Refused("batch", refusal)
+                raise Refused("batch", refusal)
             detail = scrub(outcome_diagnostics(body))
             raise FhirError(f"batch Bundle answered HTTP {response.status_code}" + (f": {detail}" if detail else ""))
         answers = body.get("entry") if isinstance(body, dict) else None
@@ -113,7 +106,7 @@ class PatientWriter:
                    enumerate(zip(writes, answers, strict=True), start=1)}
         refusals = [result.refusal for result in results.values() if result.refusal is not None]
         if refusals and len(refusals) == len(results):
-            raise _Refused("put", refusals[0])  # the Bundle is taken, but not one PUT in it
+            raise Refused("put", refusals[0])  # the Bundle is taken, but not one PUT in it
         return results
 
     def _single(self, mode: str | None, write: Write) -> WriteResult:
@@ -127,7 +120,7 @@ class PatientWriter:
             response = self.hook.request("PUT", path, json=write.resource, headers=headers, kind="put")
         result = _result(response.status_code, _json(response))
         if result.refusal is not None:
-            raise _Refused(mode or "put", result.refusal)
+            raise Refused(mode or "put", result.refusal)
         return result
 
 

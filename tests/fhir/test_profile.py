@@ -73,6 +73,9 @@ def test_the_evidence_keeps_no_server_text() -> None:
         diagnostics="identifier 3302010101010001 not supported")
     assert refusal is not None
     assert refusal.evidence == "HTTP 400 not-supported"
+    odd = refusal_of(405, {"resourceType": "OperationOutcome", "issue": [{"code": "Siti 3302010101010001"}]})
+    assert odd is not None
+    assert odd.evidence == "HTTP 405", "only a code's shape is kept"
 
 
 def test_fallback_order() -> None:

@@ -25,6 +25,7 @@ OperationOutcome codes and a page size.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -67,6 +68,7 @@ SHORT: dict[str, str] = {
     "put": "PUT",
     "patch": "PATCH",
 }
+ISSUE_CODE = re.compile(r"[a-z][a-z-]{0,39}")  # an OperationOutcome issue code; anything else is not kept
 MISREAD = "misreads OR lists"  # an empty searchset, yet an identifier of the list was found alone
 
 
@@ -176,7 +178,7 @@ def refusal_of(status: int, body: Any, *, instance: bool = False, diagnostics: s
     system-level interaction (on ``Patient/{id}`` (``instance``) it means the patient is gone); a 400 or
     422 refuses only when its OperationOutcome says ``not-supported``.
     """
-    codes = [str(issue.get("code")) for issue in _issues(body) if issue.get("code")]
+    codes = [str(issue.get("code")) for issue in _issues(body) if ISSUE_CODE.fullmatch(str(issue.get("code")))]
     code = "not-supported" if "not-supported" in codes else (codes[0] if codes else None)
     refused = (
         status in (405, 501, 415)

@@ -316,8 +316,9 @@ def test_a_refusal_found_in_the_store_is_tried_again_before_giving_up(fhir: Loca
     assert statuses_by_interaction(fhir) == {"search 200": 3, "patch 405": 1, "batch 405": 1, "update 200": 3}
     saved = ProfileStore(bearer_conn, memory).read(server_key(client.hook.base_url))  # what the next batch reads
     assert saved is not None
-    assert saved["refused"] == {
-        "post": "HTTP 405 not-supported", "get": "HTTP 400 not-supported", "patch": "HTTP 405 not-supported"
+    assert saved["refused"] == {  # PUT works again; the batch Bundle, tried again, is still refused
+        "post": "HTTP 405 not-supported", "get": "HTTP 400 not-supported", "batch": "HTTP 405 not-supported",
+        "patch": "HTTP 405 not-supported",
     }
 
 

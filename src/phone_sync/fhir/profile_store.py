@@ -110,7 +110,7 @@ class SharedProfile:
         self._store = store
         self._profile: Profile | None = None
         self._seen: set[str] = set()  # modes refused in this process (not only in the store)
-        self._forgotten: set[str] = set()
+        self._forgotten: set[str] = set()  # modes the store says refused, tried again here
 
     @property
     def current(self) -> Profile:
@@ -200,7 +200,8 @@ class SharedProfile:
         if self._store is None:
             return
         try:
-            self._store.write(self._server(), self.current, merge=merge, forget=self._forgotten)
+            working = self._forgotten - set(self.current.refused)  # tried again, and not refused this time
+            self._store.write(self._server(), self.current, merge=merge, forget=working)
         except Exception as exc:
             log.warning("FHIR interaction profile not saved (%s); later batches learn it again", type(exc).__name__)
 

@@ -119,6 +119,20 @@ def test_or_lists_misread_silently_are_detected_and_searched_one_by_one(fhir: Lo
     assert len(searches) == 1 + 1 + 45, "the OR list, the check, then one per identifier not yet found"
 
 
+def test_a_search_pinned_to_or_lists_on_a_server_that_misreads_them_fails_at_once(
+    fhir: LocalFhir, bearer_conn: str
+) -> None:
+    niks, _ = patients(fhir, 5)
+    fhir.faults(or_lists="misread")
+    client = client_for(bearer_conn, interactions=InteractionPins(search="post"))
+    with pytest.raises(InteractionRefused) as raised:
+        client.apply(new_phones(niks))
+    assert str(raised.value).startswith(
+        f"connection '{bearer_conn}': fhir.interactions.search pins 'post' in the region file, but the FHIR server "
+        "refuses POST _search (misreads OR lists)"
+    )
+
+
 def test_a_server_that_understands_or_lists_costs_one_check_at_most(fhir: LocalFhir, bearer_conn: str) -> None:
     unknown = [new_nik() for _ in range(20)]
     niks, _ = patients(fhir, 20)

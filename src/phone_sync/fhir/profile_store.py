@@ -150,7 +150,12 @@ class SharedProfile:
         self._save()
 
     def misread_or_lists(self) -> None:
-        self._profile = self.current.misread_or_lists()
+        """The server read an OR list as one value; a pin to an OR mode would keep every row "not found": raise."""
+        profile = self.current.misread_or_lists()
+        pinned = profile.pins.search
+        if pinned in ("post", "get"):
+            raise InteractionRefused(refusal_problem(self._hook.fhir_conn_id, profile, pinned, "") or pinned)
+        self._profile = profile
         self._seen.update(("post", "get"))
         log.warning(
             "FHIR connection '%s': the server misreads OR lists in a search (an identifier it finds alone was "

@@ -27,14 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report, stages
+from bench import gateway, report, stages
 from bench.common import FHIR_LATENCY_MS, SHEETS_LATENCY_MS, SHEETS_QUOTA_PER_MINUTE, bench_config, region_file
 from localservers.airflow_env import REPO_ROOT, airflow_env
 from localservers.scenario import generate
 
 RESULTS = REPO_ROOT / "bench" / "results"
-ALL_STAGES = ("baseline", "inprocess", "dagtest", "scheduler", "imports", "celery", "scale", "memory")
-QUICK_STAGES = tuple(stage for stage in ALL_STAGES if stage != "scale")
+ALL_STAGES = ("baseline", "inprocess", "dagtest", "scheduler", "imports", "celery", "scale", "memory", "gateway")
+QUICK_STAGES = tuple(stage for stage in ALL_STAGES if stage not in ("scale", "gateway"))
 
 
 def machine() -> str:
@@ -122,6 +122,8 @@ def run_stage(stage: str, results: dict[str, Any], config: Any, scenario: Any, p
                                                                         args.scale_rows, args.seed))
     elif stage == "memory":
         results["memory"] = [stages.memory(config, path, workdir / f"memory-{n}", n) for n in memory_rows]
+    elif stage == "gateway":
+        results["gateway"] = gateway.gateway(config, scenario, path, workdir / "gateway")
 
 
 def repeated(times: int, run: Any) -> dict[str, Any]:
@@ -144,6 +146,8 @@ def finish(results: dict[str, Any], workdir: Path, publish: bool) -> None:
     """Table, verdicts, JSON and chart; with ``publish`` the committed copies too."""
     results["table"] = report.rows_table(results)
     results["targets"] = report.verdicts(results)
+    if results.get("gateway"):
+        results["targets"].append(gateway.verdict(results["gateway"]))
     print("\n" + report.format_table(results["table"]))
     if results.get("baseline"):
         b = results["baseline"]
@@ -163,6 +167,8 @@ def finish(results: dict[str, Any], workdir: Path, publish: bool) -> None:
         print("\nMetadata database, XCom and requests per run:\n" + report.format_metadata(results))
     if results.get("memory"):
         print("\nExtract and clean, each in its own process as in Airflow:\n" + report.format_memory(results["memory"]))
+    if results.get("gateway"):
+        print("\nThe all-refusals gateway beside its lower bound:\n" + gateway.format_gateway(results["gateway"]))
     print("\nTargets (a miss is a finding, not an error):\n" + report.format_verdicts(results["targets"]))
 
     out = workdir.parent / f"{results['started']}.json"
@@ -187,7 +193,7 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
     keep = ("started", "rows", "baseline_sample", "machine", "latency_ms", "sheets_quota_per_minute", "quick",
             "stage_seconds", "table", "targets", "memory")
     summary = {key: results[key] for key in keep if key in results}
-    for key in ("baseline", *report.PROJECT):
+    for key in ("baseline", *report.PROJECT, "gateway"):
         if key in results:
             summary[key] = {k: v for k, v in results[key].items() if k not in ("results",)}
             for run in (summary[key], summary[key].get("floor") or {}):  # the floor's processes too

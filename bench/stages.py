@@ -151,11 +151,15 @@ def memory(config: RegionConfig, region_file: Path, workdir: Path, rows: int) ->
 def scheduler(config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path, *,
               name: str = "whole DAG, scheduler (LocalExecutor)", executor: str = "LocalExecutor",
               database_url: str | None = None, broker_url: str | None = None,
-              airflow_config: dict[str, str] | None = None) -> dict[str, Any]:
-    """The region's DAG and its empty twin through a running Airflow, one after the other."""
+              airflow_config: dict[str, str] | None = None, fhir_faults: dict[str, Any] | None = None,
+              ) -> dict[str, Any]:
+    """The region's DAG and its empty twin through a running Airflow, one after the other; ``fhir_faults``
+    set on the FHIR server first (e.g. the gateway stage's refusals)."""
     from bench.scheduler import run_side_by_side
 
     with bench_region(config, scenario, workdir / "servers") as region:
+        if fhir_faults:
+            region.fhir_faults(**fhir_faults)
         batches = batch_count(config, scenario)
         out = run_side_by_side(workdir, connections(region), region_file.parent, config.dag_id, batches,
                                sealer=sealer(region),
@@ -163,6 +167,7 @@ def scheduler(config: RegionConfig, scenario: Scenario, region_file: Path, workd
                                executor=executor, database_url=database_url, broker_url=broker_url,
                                airflow_config=airflow_config)
         counts = request_counts(region)
+        by_interaction = region.fhir_stats()["by_interaction_status"]
         lost = statuses_lost(region, scenario)
     run, floor = out["region"], out["floor"]
     result = _project_result(name, scenario, run["seconds"], counts, lost, _task_rss(run), extra={
@@ -172,6 +177,7 @@ def scheduler(config: RegionConfig, scenario: Scenario, region_file: Path, workd
         # The lower bound the region's agreed rate sets: every FHIR request (tokens too) paced at that rate.
         "fhir_bound_seconds": (counts["fhir"] + counts["fhir_tokens"]) / config.fhir_requests_per_second,
         "fhir_requests_per_second": config.fhir_requests_per_second,
+        "fhir_by_interaction": by_interaction,
     })
     result["floor"] = {
         "name": f"empty DAG, same shape ({executor})",

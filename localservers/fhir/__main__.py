@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
 
 from localservers.fhir.app import TRANSPORT_KEY, ServerState, create_app
 from localservers.fhir.auth import Auth, TokenPolicy
-from localservers.fhir.faults import Faults, Knobs
+from localservers.fhir.faults import GATEWAY, OR_LISTS, Faults, Knobs
 from localservers.fhir.interactions import Interactions
 from localservers.fhir.store import Store
 
@@ -61,6 +62,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-page-size", type=int, default=500)
     parser.add_argument("--conflict-status", type=int, choices=(409, 412), default=409)
     parser.add_argument("--no-batch", action="store_true", help="refuse batch/transaction Bundles")
+    parser.add_argument("--no-search-post", action="store_true", help="refuse POST Patient/_search (405)")
+    parser.add_argument(
+        "--or-lists", choices=OR_LISTS, default="understood",
+        help="OR lists in a search parameter: understood, refused (400 not-supported) or misread silently",
+    )
+    parser.add_argument("--no-put", action="store_true", help="refuse PUT, in batch Bundles too (405)")
+    parser.add_argument("--no-patch", action="store_true", help="refuse PATCH (405)")
+    parser.add_argument("--page-size-cap", type=int, default=0, help="no page holds more entries (0: off)")
+    parser.add_argument(
+        "--capability-hides-refusals", action="store_true", help="the CapabilityStatement claims every interaction"
+    )
+    gateway = ", ".join(f"{knob}={value}" for knob, value in GATEWAY.items())
+    parser.add_argument("--gateway", action="store_true", help=f"a gateway refusing all it can: {gateway}")
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--throttle-every", type=int, default=0, help="answer every Nth request with 429")
     parser.add_argument("--throttle-rps", type=float, default=0.0, help="429 above this many requests per second")
@@ -87,7 +101,15 @@ def build_state(args: argparse.Namespace) -> ServerState:
         drop_every=args.drop_every,
         conflict_status=args.conflict_status,
         batch_enabled=not args.no_batch,
+        search_post_enabled=not args.no_search_post,
+        or_lists=args.or_lists,
+        put_enabled=not args.no_put,
+        patch_enabled=not args.no_patch,
+        page_size_cap=args.page_size_cap,
+        capability_hides_refusals=args.capability_hides_refusals,
     )
+    if args.gateway:
+        knobs = replace(knobs, **GATEWAY)
     args.db.parent.mkdir(parents=True, exist_ok=True)
     store = Store(args.db)
     faults = Faults(knobs)

@@ -38,6 +38,7 @@ from localservers.fhir.interactions import Interactions, Result
 from localservers.fhir.store import Store, now_iso
 
 FHIR_JSON = "application/fhir+json"
+JSON_PATCH = "application/json-patch+json"
 TRANSPORT_KEY = "localservers.transport"
 MAX_LOG = 200_000
 
@@ -128,7 +129,7 @@ def classify(method: str, path: str, query: str, body: bytes, base_path: str) ->
     if parts[1] == "_search":
         return "search", None
     if len(parts) == 2:
-        return {"GET": "read", "PUT": "update", "DELETE": "delete"}.get(method, "other"), None
+        return {"GET": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "other"), None
     return ("history" if len(parts) == 3 else "vread"), None
 
 
@@ -248,8 +249,13 @@ def _replay(body: bytes, upstream: Receive | None = None) -> Receive:
 
 
 def capability_statement(state: ServerState, base: str) -> dict[str, Any]:
-    patient_interactions = ["read", "vread", "update", "create", "search-type", "history-instance"]
-    system = ["batch", "transaction"] if state.faults.knobs.batch_enabled else []
+    """What the server says it takes: what its knobs allow, or everything when it hides its refusals."""
+    knobs = state.faults.knobs
+    claims = knobs.capability_hides_refusals
+    patient_interactions = ["read", "vread", "create", "search-type", "history-instance"]
+    patient_interactions += ["update"] if knobs.put_enabled or claims else []
+    patient_interactions += ["patch"] if knobs.patch_enabled or claims else []
+    system = ["batch", "transaction"] if knobs.batch_enabled or claims else []
     rest: dict[str, Any] = {
         "mode": "server",
         "resource": [
@@ -272,7 +278,7 @@ def capability_statement(state: ServerState, base: str) -> dict[str, Any]:
         rest["security"] = {
             "service": [{"coding": [{"system": "http://hl7.org/fhir/restful-security-service", "code": "OAuth"}]}]
         }
-    return {
+    statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": now_iso(),
@@ -283,6 +289,9 @@ def capability_statement(state: ServerState, base: str) -> dict[str, Any]:
         "format": ["json"],
         "rest": [rest],
     }
+    if knobs.patch_enabled or claims:
+        statement["patchFormat"] = [JSON_PATCH]
+    return statement
 
 
 def _base(request: Request, state: ServerState) -> str:
@@ -377,6 +386,9 @@ def create_app(state: ServerState, token_path: str = "/oauth2/token") -> ASGIApp
 
     @api.post(base + "/Patient/_search")
     async def search_post(request: Request) -> Response:
+        if not state.faults.knobs.search_post_enabled:  # a gateway that passes GET searches only
+            refusal = "Method POST is not allowed for Patient/_search; search with GET"
+            return outcome_response(405, refusal, "not-supported", {"Allow": "GET"})
         form = parse_qsl((await request.body()).decode(), keep_blank_values=True)
         return _answer(ix.search([*request.query_params.multi_items(), *form], _base(request, state)))
 
@@ -392,6 +404,16 @@ def create_app(state: ServerState, token_path: str = "/oauth2/token") -> ASGIApp
     async def update(patient_id: str, request: Request) -> Response:
         body = await _json_body(request)
         status, stored, headers = ix.update(patient_id, body, request.headers.get("if-match"), _base(request, state))
+        minimal = "return=minimal" in request.headers.get("prefer", "")
+        return fhir_response(status, None if minimal else stored, headers)
+
+    @api.patch(base + "/Patient/{patient_id}")
+    async def patch(patient_id: str, request: Request) -> Response:
+        if request.headers.get("content-type", "").split(";")[0].strip() != JSON_PATCH:
+            raise FhirServerError(415, f"HAPI-1270: PATCH takes {JSON_PATCH} only", "not-supported")
+        operations = await _json_body(request)
+        if_match = request.headers.get("if-match")
+        status, stored, headers = ix.patch(patient_id, operations, if_match, _base(request, state))
         minimal = "return=minimal" in request.headers.get("prefer", "")
         return fhir_response(status, None if minimal else stored, headers)
 

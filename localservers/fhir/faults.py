@@ -1,8 +1,11 @@
 """Fault knobs: latency, 429 with Retry-After, 503 outages, dropped connections, per-patient rejections, 403s,
-refusals that quote patient data.
+refusals that quote patient data, and the interactions a server (or the API gateway in front of it)
+refuses.
 
 Set at start from the command line and changed at runtime with ``POST /_admin/faults``. Faults apply to
 FHIR interactions only: ``/metadata`` (the health check), the token endpoint and ``/_admin`` are spared.
+:data:`GATEWAY` is a SATUSEHAT-style gateway that refuses everything it can: only GET searches with one
+identifier, updates by JSON Patch only, pages of 10, and a CapabilityStatement that does not say so.
 """
 
 from __future__ import annotations
@@ -43,6 +46,27 @@ class Knobs:
     # ``quote`` ends the diagnostics of those answers and of the ``reject_identifiers`` rejections.
     refuse: dict[str, int] = field(default_factory=dict)
     quote: str = ""
+    # Interactions refused, as by a server that lacks them or a gateway that passes only some.
+    search_post_enabled: bool = True  # False: POST Patient/_search answers 405 (only GET searches pass)
+    or_lists: str = "understood"  # "refused": 400 not-supported; "misread": the comma taken as part of one value
+    put_enabled: bool = True  # False: PUT answers 405, in a batch Bundle too (updates by JSON Patch only)
+    patch_enabled: bool = True  # False: PATCH answers 405
+    page_size_cap: int = 0  # > 0: no page holds more entries than this, whatever _count asks
+    capability_hides_refusals: bool = False  # True: the CapabilityStatement claims every interaction anyway
+    # A broken gateway: the batch-response's entries are bare strings ("200 OK"), not objects.
+    batch_entries_malformed: bool = False
+
+
+OR_LISTS = ("understood", "refused", "misread")
+# A SATUSEHAT-style gateway refusing all it can (and its CapabilityStatement not saying so).
+GATEWAY: dict[str, Any] = {
+    "batch_enabled": False,
+    "search_post_enabled": False,
+    "or_lists": "refused",
+    "put_enabled": False,
+    "page_size_cap": 10,
+    "capability_hides_refusals": True,
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +108,8 @@ class Faults:
             raise ValueError("conflict_status must be 409 or 412")
         if not all(isinstance(status, int) and 400 <= status < 600 for status in changes.get("refuse", {}).values()):
             raise ValueError("refuse maps interactions to HTTP statuses from 400 to 599")
+        if changes.get("or_lists", "understood") not in OR_LISTS:
+            raise ValueError(f"or_lists must be one of {list(OR_LISTS)}")
         with self._lock:
             self.knobs = replace(self.knobs, **changes)
             now = time.monotonic()

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from localservers.fhir.errors import FhirServerError, operation_outcome, status_line
 from localservers.fhir.faults import Faults
+from localservers.fhir.jsonpatch import apply_patch
 from localservers.fhir.store import Store, now_iso, parse_if_match
 from localservers.fhir.tokens import parse_token_param, split_unescaped, unescape
 
@@ -91,6 +92,8 @@ class Interactions:
         return 201, stored, version_headers(stored, base)
 
     def update(self, patient_id: str, resource: Any, if_match: str | None, base: str) -> Result:
+        if not self.faults.knobs.put_enabled:
+            raise FhirServerError(405, "HAPI-0389: PUT is not allowed on Patient here; use PATCH", "not-supported")
         self._check_patient(resource)
         if resource.get("id") != patient_id:
             raise FhirServerError(
@@ -102,6 +105,29 @@ class Interactions:
         version = parse_if_match(if_match)
         stored, created = self.store.update(patient_id, resource, version, self.faults.knobs.conflict_status)
         return (201 if created else 200), stored, version_headers(stored, base)
+
+    def patch(self, patient_id: str, operations: Any, if_match: str | None, base: str) -> Result:
+        """JSON Patch with optional ``If-Match``: read, patch and store in one transaction."""
+        if not self.faults.knobs.patch_enabled:
+            raise FhirServerError(405, "HAPI-0389: PATCH is not allowed on Patient here", "not-supported")
+        version = parse_if_match(if_match)
+        with self.store.transaction():
+            current = self.store.read(patient_id)
+            if current is None:
+                raise FhirServerError(404, f"HAPI-2001: Resource Patient/{patient_id} is not known", "not-found")
+            if version is not None and str(version) != current["meta"]["versionId"]:
+                raise FhirServerError(
+                    self.faults.knobs.conflict_status,
+                    f"Trying to patch Patient/{patient_id}/_history/{version} but this is not the current version "
+                    f"(current is {current['meta']['versionId']})",
+                    "conflict",
+                )
+            patched = apply_patch(current, operations)
+            if patched.get("id") != patient_id or patched.get("resourceType") != "Patient":
+                raise FhirServerError(400, "HAPI-1271: a patch may not change the id or the resource type", "invalid")
+            self._check_patient(patched)
+            stored, _ = self.store.update(patient_id, patched, None, self.faults.knobs.conflict_status)
+        return 200, stored, version_headers(stored, base)
 
     def _check_patient(self, resource: Any) -> None:
         if not isinstance(resource, dict) or resource.get("resourceType") != "Patient":
@@ -125,17 +151,28 @@ class Interactions:
 
     # search and paging
 
+    def _page_size(self, asked: int) -> int:
+        cap = self.faults.knobs.page_size_cap
+        return min(asked, self.max_page_size, cap) if cap > 0 else min(asked, self.max_page_size)
+
     def search(self, params: list[tuple[str, str]], base: str) -> Result:
-        criteria, ids, count = [], None, self.default_page_size
+        criteria, ids, count = [], None, self._page_size(self.default_page_size)
+        or_lists = self.faults.knobs.or_lists
         for name, value in params:
             if name == "identifier":
-                criteria.append(parse_token_param(value))
+                tokens = parse_token_param(value, split_or=or_lists != "misread")
+                if len(tokens) > 1 and or_lists == "refused":
+                    raise FhirServerError(
+                        400, "HAPI-1225: more than one value (OR) for search parameter identifier is not supported",
+                        "not-supported",
+                    )
+                criteria.append(tokens)
             elif name == "_id":
                 ids = {unescape(part) for part in split_unescaped(value, ",") if part}
             elif name == "_count":
                 if not value.isdigit():
                     raise FhirServerError(400, f"HAPI-1935: Invalid _count value: {value!r}", "invalid")
-                count = min(int(value), self.max_page_size)
+                count = self._page_size(int(value))
             elif name not in IGNORED_PARAMS:
                 raise FhirServerError(
                     400, f'HAPI-0524: Unknown search parameter "{name}" for resource type "Patient"', "invalid"
@@ -160,7 +197,7 @@ class Interactions:
             raise FhirServerError(410, f'HAPI-0417: Search ID "{page_id}" does not exist and may have expired')
         if not (offset.isdigit() and count.isdigit()):
             raise FhirServerError(400, "HAPI-0418: Invalid paging parameters", "invalid")
-        size = min(int(count), self.max_page_size) or self.default_page_size
+        size = self._page_size(int(count) or self.default_page_size)
         return 200, self._searchset(seqs, int(offset), size, page_id, base, self_url=f"{base}?_getpages={page_id}"), {}
 
     def _searchset(
@@ -240,6 +277,8 @@ class Interactions:
             "link": [{"relation": "self", "url": base}],
             "entry": responses,
         }
+        if self.faults.knobs.batch_entries_malformed:
+            answer["entry"] = [item["response"]["status"] for item in responses]
         return 200, answer, {}
 
     @staticmethod
@@ -277,7 +316,7 @@ class Interactions:
             if len(parts) == 4 and parts[2] == "_history":
                 return self.vread(parts[1], parts[3])
         if method == "PUT" and len(parts) == 2:
-            return self.update(parts[1], entry.get("resource"), request.get("ifMatch"), base)
+            return self.update(parts[1], entry.get("resource"), request.get("ifMatch"), base)  # 405 without PUT
         if method == "PUT" and len(parts) == 1:
             raise FhirServerError(400, "HAPI-0929: Conditional update is not supported by this server", "not-supported")
         if method == "POST" and len(parts) == 1:

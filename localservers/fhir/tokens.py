@@ -50,10 +50,11 @@ def unescape(text: str) -> str:
     return "".join(out)
 
 
-def parse_token_param(raw: str) -> list[Token]:
-    """All OR alternatives of one token parameter value."""
+def parse_token_param(raw: str, split_or: bool = True) -> list[Token]:
+    """All OR alternatives of one token parameter value; without ``split_or`` the comma is part of the value
+    (how a server that does not know OR lists misreads one)."""
     tokens = []
-    for alternative in split_unescaped(raw, ","):
+    for alternative in split_unescaped(raw, ",") if split_or else [raw]:
         if not alternative:
             continue
         pieces = split_unescaped(alternative, "|")

@@ -109,12 +109,27 @@ class SheetsConfig(_Strict):
         return value
 
 
+SearchMode = Literal["post", "get", "get_single"]
+UpdateMode = Literal["batch", "put", "patch"]
+
+
+class InteractionPins(_Strict):
+    """``fhir.interactions``: what a region's FHIR server is known to take, overriding what it says or refuses."""
+
+    search: SearchMode | None = None
+    update: UpdateMode | None = None
+    if_match: bool | None = None
+    page_size: int | None = Field(default=None, ge=1, le=1000)
+
+
 class FhirConfig(_Strict):
     conn_id: ConnId
     identifier_system: str = Field(min_length=1)
     telecom_policy: TelecomPolicy = "replace"
     search_chunk_size: int = Field(default=20, ge=1, le=100)
     max_conflict_retries: int = Field(default=3, ge=0, le=10)
+    # Pins parts of the server's interaction profile (phone_sync.fhir.profile) for a server that lies about itself.
+    interactions: InteractionPins = InteractionPins()
 
 
 class PhoneRules(_Strict):

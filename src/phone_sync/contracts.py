@@ -225,6 +225,7 @@ class BatchResult(Contract):
     left: list[int]  # sheet rows whose status (or preview line) the batch did not write: write-back writes them
     stats: dict[str, float]  # FHIR requests by kind, retries, waits
     sheets_requests: int  # its progress write's
+    profile: str | None = None  # the FHIR interaction profile used, e.g. "search GET x1, update PATCH"
 
     @property
     def fhir_requests(self) -> int:

@@ -39,6 +39,7 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "controls",  # what a manual run asked for (rows a-b, resend, ...); empty for a plain run
     "statuses written live",  # by the batches as they finished
     "statuses written at end",  # by write-back
+    "FHIR profile",  # how the FHIR server was searched and written ("search GET x1, update PATCH")
 )
 # The numeric columns: what an alert may show of a run.
 COUNT_COLUMNS = (
@@ -60,6 +61,7 @@ class Tally:
     sheets_requests: int  # the batches' progress writes
     written_live: int  # statuses the batches wrote themselves
     batches: int
+    fhir_profile: str | None = None  # how the batches searched and wrote ("search GET x1, update PATCH")
 
 
 def report_values(
@@ -100,6 +102,7 @@ def report_values(
             "batches failed": len(counted.failed_labels),
             "FHIR requests": counted.fhir_requests,
             "statuses written live": counted.written_live,
+            "FHIR profile": counted.fhir_profile,
         }
     if counted is not None and written is not None:
         values |= {

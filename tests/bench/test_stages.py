@@ -88,6 +88,15 @@ def test_airflow_runs_print_their_profile_bounds_and_metadata(bench_run: dict[st
     assert "Targets (a miss is a finding, not an error)" in out
 
 
+def test_the_gateway_stage_prints_its_requests_beside_the_rates_bound(bench_run: dict[str, Any]) -> None:
+    result, out = bench_run["results"]["gateway"], bench_run["out"]
+    assert (result["state"], result["statuses_lost"]) == ("success", 0)
+    assert result["fhir_requests_per_second"] == 20
+    assert result["fhir_by_interaction"]["patch 200"] > 0, "updates by JSON Patch: the gateway refuses PUT"
+    assert "The all-refusals gateway beside its lower bound" in out
+    assert "FHIR requests per 100 rows; wall" in out
+
+
 def _exit_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, inprocess: Any) -> int:
     for name, value in airflow_env(tmp_path / "airflow").items():
         monkeypatch.setenv(name, value)  # main() sets its own; these restore the session's afterwards

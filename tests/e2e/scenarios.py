@@ -468,7 +468,8 @@ def fhir_connection_form(world: World, name: str) -> dict[str, Any]:
     passed = cluster.api("POST", "/connections/test", json=body)
     assert passed["status"] is True, passed
     assert passed["message"] == (
-        f"FHIR 4.0.1 server at {region.fhir.url}: metadata OK, bearer token accepted (GET Patient?_count=0)"
+        f"FHIR 4.0.1 server at {region.fhir.url}: metadata OK, bearer token accepted (GET Patient?_count=0); "
+        "interaction profile from its CapabilityStatement: search POST, update batch (batch, update, patch)"
     )
 
     wrong_token = "not-the-region-token-" + region.fhir_token[-4:]

@@ -1,14 +1,18 @@
-"""Apply a batch of phone updates to a FHIR server: search in chunks, merge telecom, write one batch Bundle.
+"""Apply a batch of phone updates to a FHIR server: search in chunks, merge telecom, write the changes.
 
 Request economy for 100 rows in the normal case: 5 searches (20 identifiers each) + 1 batch Bundle.
-Per-row problems become outcomes; only transient server trouble that outlives the retries raises
-(:class:`FhirUnavailable`), so the Airflow task fails and can be cleared. Re-running the same updates
-writes nothing (every patient is ``unchanged``), so a retried task creates no new versions.
+A server that refuses part of that is searched and written another way, learned at once and kept for
+the batches after (:mod:`phone_sync.fhir.profile`; e.g. a gateway: one GET per identifier and one JSON
+Patch per patient written). Per-row problems become outcomes; transient server trouble that outlives the
+retries raises (:class:`FhirUnavailable`), so the Airflow task fails and can be cleared; a server that
+refuses every way to search or write raises a set-up error. Re-running the same updates writes nothing
+(every patient is ``unchanged``), so a retried task creates no new versions.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,10 +22,11 @@ from phone_sync.config import FhirConfig, PhoneRules
 from phone_sync.contracts import BatchRow
 from phone_sync.fhir.errors import FhirError, FhirUnavailable
 from phone_sync.fhir.hook import FhirHook
-from phone_sync.fhir.search import find_patients
+from phone_sync.fhir.profile_store import ProfileStore, SharedProfile
+from phone_sync.fhir.search import PatientSearch
 from phone_sync.fhir.telecom import merge_phone
 from phone_sync.fhir.validate import validation_problem
-from phone_sync.fhir.writer import PatientWriter, Put
+from phone_sync.fhir.writer import PatientWriter, Write
 from phone_sync.outcomes import Outcome, Reason, Status
 from phone_sync.redaction import mask, scrub
 
@@ -39,6 +44,14 @@ PATIENT_OUTCOME: dict[str, tuple[Outcome, Reason | None]] = {
 }
 APPLIED = frozenset({Outcome.UPDATED, Outcome.UNCHANGED})
 PREVIEW_DETAIL = "preview: not written"
+# FHIR's id type: a patient id that is anything else never goes into a URL ("../Organization/1"), nor
+# does one of dots only, which the pattern allows ("Patient/.." is the server's base).
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+BAD_ID = "not sent: the server's search gave this patient an id that is not a FHIR id"
+
+
+def safe_id(patient_id: str) -> bool:
+    return FHIR_ID.fullmatch(patient_id) is not None and patient_id.strip(".") != ""
 
 
 @dataclass
@@ -73,19 +86,30 @@ class _Work:
 class FhirClient:
     """The FHIR side of one batch task (see module docstring)."""
 
-    def __init__(self, hook: FhirHook, fhir: FhirConfig, phone: PhoneRules, *, search_page_size: int = 100) -> None:
+    def __init__(
+        self,
+        hook: FhirHook,
+        fhir: FhirConfig,
+        phone: PhoneRules,
+        *,
+        search_page_size: int = 100,
+        profile_store: ProfileStore | None = None,
+    ) -> None:
         self.hook = hook
         self.fhir = fhir
         self.phone = phone
-        self.search_page_size = search_page_size
-        self.writer = PatientWriter(hook)
+        # What the server takes: from ``profile_store`` (saved there as learned), else learned from scratch.
+        self.profile = SharedProfile(hook, fhir.interactions, profile_store)
+        system, chunk = fhir.identifier_system, fhir.search_chunk_size
+        self.search = PatientSearch(hook, self.profile, system, chunk, search_page_size)
+        self.writer = PatientWriter(hook, self.profile)
         self._updates: list[BatchRow] = []
 
     @property
     def stats(self) -> dict[str, int | float]:
-        """``requests_<kind>`` counts (search, batch, put, read, token, metadata), retries, wait seconds."""
+        """``requests_<kind>`` counts (search, batch, put, patch, read, token), retries, wait seconds."""
         stats = self.hook.snapshot_stats()
-        for kind in ("search", "batch", "put", "read", "token"):
+        for kind in ("search", "batch", "put", "patch", "read", "token"):
             stats.setdefault(f"requests_{kind}", 0)
         return stats
 
@@ -98,13 +122,7 @@ class FhirClient:
         if not updates:
             return []
         self._updates = list(updates)
-        found = find_patients(
-            self.hook,
-            self.fhir.identifier_system,
-            (u.identifier for u in updates),
-            chunk_size=self.fhir.search_chunk_size,
-            page_size=self.search_page_size,
-        )
+        found = self.search.find(u.identifier for u in updates)
         works: dict[str, _Work] = {}
         matched: list[list[str]] = []
         for index, update in enumerate(updates):
@@ -124,11 +142,12 @@ class FhirClient:
         statuses = [self._row_status(i, matched[i], works, batch) for i in range(len(updates))]
         counts = Counter(s.outcome.value for s in statuses)
         log.info(
-            "FHIR apply: %d rows, %d patients matched; %s; %d requests",
+            "FHIR apply: %d rows, %d patients matched; %s; %d requests (%s)",
             len(updates),
             len(works),
             ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
             sum(v for k, v in self.stats.items() if k.startswith("requests_")),
+            self.profile.describe(),
         )
         for status, update in zip(statuses, updates, strict=True):
             log.debug("row %d (%s): %s", update.row, mask(update.identifier), status.outcome.value)
@@ -142,6 +161,11 @@ class FhirClient:
         changed: list[int] = []
         work.status.clear()
         work.reason.clear()
+        work.pending = None
+        if not safe_id(work.patient_id):
+            work.status = dict.fromkeys(work.steps, "rejected")
+            work.reason = dict.fromkeys(work.steps, BAD_ID)
+            return
         for step in work.steps:
             update = self._updates[step]
             change = merge_phone(
@@ -156,7 +180,6 @@ class FhirClient:
                 if change.status == "newer_on_record":
                     work.reason[step] = "the record already has a number that started after this row's date"
         work.superseded = set(changed[:-1]) if self.fhir.telecom_policy == "replace" else set()
-        work.pending = None
         if not changed:
             return
         candidate = {**work.resource, "telecom": telecom}
@@ -171,16 +194,17 @@ class FhirClient:
     def _write(self, works: list[_Work]) -> None:
         todo = [w for w in works if w.pending is not None]
         while todo:
+            if_match = self.profile.current.if_match
             for work in todo:
-                if work.version is None:
+                if if_match and work.version is None:
                     self._reread(work)  # search results without meta.versionId: If-Match needs it
-            ready = [w for w in todo if w.pending is not None and w.version is not None]
+            ready = [w for w in todo if w.pending is not None and (w.version is not None or not if_match)]
             for work in todo:
-                if work.pending is not None and work.version is None:
+                if work.pending is not None and work.version is None and if_match:
                     work.settle("rejected", "the server gives no version for this patient (If-Match impossible)")
             if not ready:
                 return
-            results = self.writer.write([Put(w.patient_id, w.version or "", w.pending or {}) for w in ready])
+            results = self.writer.write([self._write_of(w, if_match) for w in ready])
             again: list[_Work] = []
             for work in ready:
                 result = results[work.patient_id]
@@ -208,8 +232,18 @@ class FhirClient:
             transient = [w for w in again if w.transient and w.pending is not None]
             if transient:
                 attempt = max(w.transient for w in transient)
-                self.hook.retry.pause(attempt, None, "PUT Patient (batch entry)", "transient entry status")
+                self.hook.retry.pause(attempt, None, "Patient update", "transient status of an update")
             todo = [w for w in again if w.pending is not None]
+
+    @staticmethod
+    def _write_of(work: _Work, if_match: bool) -> Write:
+        before = work.resource.get("telecom")
+        return Write(
+            work.patient_id,
+            work.version if if_match else None,
+            work.pending or {},
+            list(before) if isinstance(before, list) else None,
+        )
 
     def _reread(self, work: _Work) -> None:
         response = self.hook.request("GET", f"Patient/{work.patient_id}", kind="read")

@@ -14,6 +14,7 @@ from airflow.sdk import BaseHook
 from phone_sync.fhir.auth import TOKEN_BACKOFF, Authorizer, OAuth2ClientCredentials, Obtained, authorizer_for
 from phone_sync.fhir.connection import FhirSettings, settings_from_connection
 from phone_sync.fhir.errors import FhirAuthError, FhirConfigError, FhirError, FhirUnavailable
+from phone_sync.fhir.profile import describe_capability
 from phone_sync.fhir.token_store import TokenStore
 from phone_sync.http.pacing import Backoff, RateLimiter
 from phone_sync.http.retry import HttpRetry, RedirectRefused, RetriesExhausted, WaitOut, request_label
@@ -261,7 +262,7 @@ class FhirHook(BaseHook):
             "bearer": "bearer token accepted",
             "none": "no authentication, Patient search allowed",
         }[self.settings.auth_type]
-        return True, f"{server}: metadata OK, {accepted} (GET Patient?_count=0)"
+        return True, f"{server}: metadata OK, {accepted} (GET Patient?_count=0); {describe_capability(body)}"
 
     def _test_problem(self, exc: Exception) -> str:
         """What went wrong, without the connection id (see :meth:`test_connection`)."""

@@ -132,3 +132,36 @@ def merge_phone(
     current.pop("rank", None)
     contacts.insert(index, added)
     return TelecomChange("changed", contacts)
+
+
+def telecom_patch(before: list[ContactPoint] | None, after: list[ContactPoint]) -> list[dict[str, Any]]:
+    """JSON Patch operations that turn a Patient's ``telecom`` from ``before`` (as read) into ``after``.
+
+    They touch only the entries that change: each replaced entry is first tested for the value we read
+    (a patch never lands on a number someone changed meanwhile, If-Match or not), and a new entry is
+    added at its place. Emails and the other entries are neither sent nor tested. ``after`` is what
+    :func:`merge_phone` made: the same entries, some changed, at most one inserted. A Patient without a
+    ``telecom`` gets the whole list.
+    """
+    if before is None:
+        return [{"op": "add", "path": "/telecom", "value": after}]
+    if len(after) not in (len(before), len(before) + 1):
+        raise ValueError("telecom_patch: more than one entry inserted")
+    inserted: int | None = None
+    aligned = after
+    if len(after) > len(before):
+        # Where the new entry went: the position that leaves the fewest entries to replace.
+        def changes(index: int) -> int:
+            rest = after[:index] + after[index + 1 :]
+            return sum(old != new for old, new in zip(before, rest, strict=True))
+
+        inserted = min(range(len(after)), key=changes)
+        aligned = after[:inserted] + after[inserted + 1 :]
+    ops: list[dict[str, Any]] = []
+    for index, (old, new) in enumerate(zip(before, aligned, strict=True)):
+        if old != new:
+            ops.append({"op": "test", "path": f"/telecom/{index}", "value": old})
+            ops.append({"op": "replace", "path": f"/telecom/{index}", "value": new})
+    if inserted is not None:
+        ops.append({"op": "add", "path": f"/telecom/{inserted}", "value": after[inserted]})
+    return ops

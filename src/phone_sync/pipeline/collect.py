@@ -12,6 +12,7 @@ tasks) and rerunning the report gives a row that counts what the cleared batch d
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -109,4 +110,14 @@ def tally(xcom: RunXCom, decided: Decided, refs: list[BatchRef]) -> Tally:
         sheets_requests=sum(result.sheets_requests for result in results),
         written_live=sum(result.written_live for result in results),
         batches=len(refs),
+        fhir_profile=_profiles(results),
     )
+
+
+def _profiles(results: list[BatchResult]) -> str | None:
+    """The batches' FHIR interaction profiles: one, or each with its number of batches when they differ (the
+    first batches of a run may still be learning what the server refuses)."""
+    found = Counter(result.profile for result in results if result.profile)
+    if len(found) <= 1:
+        return next(iter(found), None)
+    return "; ".join(f"{profile} ({n} batches)" for profile, n in found.most_common())

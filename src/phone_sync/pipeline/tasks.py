@@ -253,6 +253,7 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
     problems are statuses, outages raise."""
     from phone_sync.fhir.client import FhirClient
     from phone_sync.fhir.hook import FhirHook
+    from phone_sync.fhir.profile_store import ProfileStore
     from phone_sync.pipeline.progress import batch_progress
 
     with step(config, context, TaskId.BATCH):
@@ -266,7 +267,7 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
         # The region's request rate is shared by the batches that may run at once.
         rate = config.fhir_requests_per_second / config.max_parallel_batches
         hook = FhirHook(config.fhir.conn_id, requests_per_second=rate, token_store=_fhir_token_store(config, sealer))
-        client = FhirClient(hook, config.fhir, config.phone)
+        client = FhirClient(hook, config.fhir, config.phone, profile_store=ProfileStore(config.fhir.conn_id))
         where = {"region": config.region, "batch": batch.index, "rows": batch.label}
         batch_log.summary("batch start", **where, count=len(batch.rows))
         try:
@@ -278,6 +279,7 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
         cells = _status_cells(config, context["run_id"], statuses)
         progress = batch_progress(config, context, facts, batch, statuses, cells, sealer, preview=preview)
         counts = count(statuses)
+        profile = client.profile.describe()
         batch_log.summary(
             "batch done",
             **where,
@@ -287,6 +289,7 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
             left_for_write_back=len(progress.left),
             why_left=progress.reason,
             sheets_requests=progress.requests,
+            profile=profile,
         )
         return BatchResult(
             index=batch.index,
@@ -295,6 +298,7 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
             left=progress.left,
             stats=client.stats,
             sheets_requests=progress.requests,
+            profile=profile,
         ).to_xcom(sealer)
 
 
@@ -308,15 +312,18 @@ def _fhir_token_store(config: RegionConfig, sealer: Sealer) -> TokenStore:
 
 
 def _prime_fhir_token(config: RegionConfig, sealer: Sealer) -> None:
-    """Ready one token for every batch of the run, here, once, before any batch starts (no-op without OAuth2).
+    """Ready one token for every batch of the run, here, once, before any batch starts (no-op without OAuth2),
+    and the server's interaction profile from its CapabilityStatement (``phone_sync.fhir.profile_store``).
 
     Refused credentials fail this task at once (a set-up error), before a batch could try them again.
     """
     from phone_sync.fhir.hook import FhirHook
+    from phone_sync.fhir.profile_store import ProfileStore, prime_profile
 
     hook = FhirHook(config.fhir.conn_id, token_store=_fhir_token_store(config, sealer))
     try:
         hook.prime_token()
+        prime_profile(hook, config.fhir.interactions, ProfileStore(config.fhir.conn_id))
     finally:
         hook.close()
 

@@ -1,0 +1,53 @@
+"""The ``gateway`` stage: the region's DAG through a running Airflow (LocalExecutor) against a SATUSEHAT-style
+gateway that refuses all it can (``localservers.fhir.faults.GATEWAY``: GET searches with one identifier,
+updates by JSON Patch only, pages of 10, a CapabilityStatement that claims everything), at the region's
+rate of 20 FHIR requests per second.
+
+Fewer items per request means more requests: the figures that matter are the requests per 100 rows and
+the wall time beside the lower bound the rate sets (requests / rate). The seed's promise is 10,000 rows
+in under 15 minutes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench import stages
+from localservers.fhir.faults import GATEWAY
+from localservers.scenario import Scenario
+from phone_sync.config import RegionConfig, load_region
+
+RATE = 20.0  # FHIR requests per second: what a national gateway typically grants one client
+PROMISE_SECONDS = 15 * 60
+
+
+def gateway(config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path) -> dict[str, Any]:
+    raw = json.loads(region_file.read_text())
+    raw["fhir_requests_per_second"] = RATE
+    path = workdir / "regions" / region_file.name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(raw, indent=2))
+    name = f"whole DAG, scheduler, all-refusals gateway at {RATE:g} req/s"
+    return stages.scheduler(load_region(path), scenario, path, workdir, name=name, fhir_faults=GATEWAY)
+
+
+def format_gateway(result: dict[str, Any]) -> str:
+    """Requests per 100 rows, wall time and the rate's lower bound, side by side."""
+    requests = result["fhir_requests"] + result["fhir_tokens"]
+    refused = {key: n for key, n in result["fhir_by_interaction"].items() if not key.endswith((" 200", " 201"))}
+    sent = ", ".join(f"{key} {n:,}" for key, n in sorted(result["fhir_by_interaction"].items()))
+    return (
+        f"  {result['name']} ({result['rows']:,} rows): {100 * requests / result['rows']:.1f} FHIR requests per "
+        f"100 rows; wall {result['seconds']:.0f} s; lower bound {result['fhir_bound_seconds']:.0f} s ({requests:,} "
+        f"requests / {result['fhir_requests_per_second']:g} per s); empty DAG {result['floor']['seconds']:.0f} s\n"
+        f"  requests by interaction and status: {sent}; refusals learned: {refused or 'none'}"
+    )
+
+
+def verdict(result: dict[str, Any]) -> dict[str, Any]:
+    seconds = result["seconds"]
+    return {"target": f"10,000 rows through the all-refusals gateway at {RATE:g} req/s ({result['rows']:,} rows run)",
+            "measured": round(seconds), "goal": f"<= {PROMISE_SECONDS} s", "met": seconds <= PROMISE_SECONDS,
+            "note": f"lower bound {result['fhir_bound_seconds']:.0f} s"}

@@ -13,8 +13,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, dag, task
 
-from phone_sync.config import load_regions
 from phone_sync.dag_factory import build_all
+from phone_sync.regions import load_regions
 
 FLOOR_DAG_ID = "bench_floor"
 

@@ -68,9 +68,9 @@ def stage_baseline(spec: dict[str, Any]) -> dict[str, Any]:
 
 def stage_inprocess(spec: dict[str, Any]) -> dict[str, Any]:
     """The task bodies in one process, batches on threads as the pool would run them: no Airflow."""
-    from phone_sync.config import load_region
     from phone_sync.contracts import TaskId
     from phone_sync.pipeline import tasks
+    from phone_sync.regions import load_region
 
     config = load_region(Path(spec["region_file"]))
     store: dict[tuple[str, str, int], Any] = {}
@@ -108,8 +108,8 @@ def stage_dagtest(spec: dict[str, Any]) -> dict[str, Any]:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import pendulum
 
-    from phone_sync.config import load_region
     from phone_sync.dag_factory import build_region_dag
+    from phone_sync.regions import load_region
 
     config = load_region(Path(spec["region_file"]))
     dag = build_region_dag(config)
@@ -122,8 +122,8 @@ def stage_dagtest(spec: dict[str, Any]) -> dict[str, Any]:
 
 def stage_extract(spec: dict[str, Any]) -> dict[str, Any]:
     """``extract_rows`` as its task process runs it, its XCom written to a file for ``clean``."""
-    from phone_sync.config import load_region
     from phone_sync.pipeline import tasks
+    from phone_sync.regions import load_region
 
     config = load_region(Path(spec["region_file"]))
     ti = FakeTaskInstance({}, "memory")
@@ -137,8 +137,8 @@ def stage_extract(spec: dict[str, Any]) -> dict[str, Any]:
 
 def stage_clean(spec: dict[str, Any]) -> dict[str, Any]:
     """``clean_phones`` on the extract's XCom, as its own task process runs it."""
-    from phone_sync.config import load_region
     from phone_sync.pipeline import tasks
+    from phone_sync.regions import load_region
 
     config = load_region(Path(spec["region_file"]))
     ti = FakeTaskInstance({}, "memory")

@@ -21,8 +21,9 @@ import requests
 from localservers.airflow_env import REPO_ROOT, airflow_env
 from localservers.scenario import Scenario
 from localservers.stack import LocalRegion, conn_env_name, local_region
-from phone_sync.config import RegionConfig, load_region
+from phone_sync.config import RegionConfig
 from phone_sync.crypto import Sealer
+from phone_sync.regions import load_region
 
 FHIR_LATENCY_MS = 50
 SHEETS_LATENCY_MS = 100

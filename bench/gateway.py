@@ -17,7 +17,8 @@ from typing import Any
 from bench import stages
 from localservers.fhir.faults import GATEWAY
 from localservers.scenario import Scenario
-from phone_sync.config import RegionConfig, load_region
+from phone_sync.config import RegionConfig
+from phone_sync.regions import load_region
 
 RATE = 20.0  # FHIR requests per second: what a national gateway typically grants one client
 PROMISE_SECONDS = 15 * 60

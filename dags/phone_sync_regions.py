@@ -7,7 +7,7 @@ The region files are read from the ``include/regions`` folder of the same bundle
 
 from pathlib import Path
 
-from phone_sync.config import regions_dir
 from phone_sync.dag_factory import build_all
+from phone_sync.regions import regions_dir
 
 globals().update(build_all(regions_dir(Path(__file__).resolve().parents[1] / "include" / "regions")))

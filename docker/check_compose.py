@@ -194,7 +194,7 @@ def _check_module(name: str, module: str, binds: list[tuple[Path, str]]) -> list
 def check_env_example(env_example: Path = ENV_EXAMPLE, init: Path = INIT) -> list[str]:
     """The example env file names both connections and the PHI key of every region file, the stack's init
     checks that they exist before the first run, and .env is git-ignored."""
-    from phone_sync.config import load_regions
+    from phone_sync.regions import load_regions
 
     problems = []
     example = env_example.read_text(encoding="utf-8") if env_example.exists() else ""

@@ -20,7 +20,7 @@ from localservers.fhir.store import Store
 from localservers.process import ServerProcess
 from localservers.scenario import generate
 from localservers.stack import seed_sheet
-from phone_sync.config import load_region
+from phone_sync.regions import load_region
 
 REGION_FILE = Path(os.environ.get("PHONE_SYNC_REGIONS_DIR", "/opt/airflow/include/regions")) / "demo.json"
 STATE = Path(os.environ.get("DEMO_STATE_DIR", "/opt/phone-sync/demo-state"))

@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     from localservers.scenario import generate
     from localservers.stack import local_region
     from localservers.watch import watching
-    from phone_sync.config import load_region
     from phone_sync.dag_factory import build_region_dag
+    from phone_sync.regions import load_region
 
     config = load_region(DEMO_REGION)
     scenario = generate(args.rows, seed=7)

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from localservers.scenario import generate
     from localservers.stack import local_region
-    from phone_sync.config import REGIONS_DIR_ENV, load_region
+    from phone_sync.regions import REGIONS_DIR_ENV, load_region
 
     config = load_region(region_file)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even when started with SIGINT ignored

@@ -20,7 +20,7 @@ os.environ.update(airflow_env(Path(tempfile.mkdtemp(prefix="phone-sync-airflow-"
 
 from localservers.scenario import Scenario
 from localservers.stack import FhirOAuth, LocalRegion, local_region
-from phone_sync.config import REGIONS_DIR_ENV
+from phone_sync.regions import REGIONS_DIR_ENV
 from tests.regions import MakeRegion, region_file
 
 

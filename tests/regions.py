@@ -14,8 +14,9 @@ import pendulum
 import requests
 
 from localservers.stack import LocalRegion
-from phone_sync.config import RegionConfig, load_region
+from phone_sync.config import RegionConfig
 from phone_sync.dag_factory import build_region_dag
+from phone_sync.regions import load_region
 
 PROJECT_REGIONS = Path(__file__).resolve().parents[1] / "include" / "regions"
 DEMO_REGION = PROJECT_REGIONS / "demo.json"

@@ -15,7 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from phone_sync.config import REGIONS_DIR_ENV, RegionConfig, load_regions, region_files
+from phone_sync.config import RegionConfig
+from phone_sync.regions import REGIONS_DIR_ENV, load_regions, region_files
 
 REGIONS_SUBDIR = Path("include") / "regions"
 # Exit status when a valid region cannot run for a missing connection or PHI key (1: an invalid region file).

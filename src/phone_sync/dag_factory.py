@@ -21,9 +21,10 @@ import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, dag, get_current_context, get_parsing_context, task
 
 from phone_sync.alerts.dispatch import batch_callbacks, dag_callbacks
-from phone_sync.config import DAG_ID_PREFIX, RegionConfig, RegionConfigError, load_regions, printable, regions_dir
+from phone_sync.config import DAG_ID_PREFIX, RegionConfig
 from phone_sync.contracts import TaskId
 from phone_sync.controls import trigger_form
+from phone_sync.regions import RegionConfigError, load_regions, printable, regions_dir
 from phone_sync.time_limits import TimeLimits, describe, max_map_length, time_limits
 
 CONFIG_ERROR_TAG = "config-error"

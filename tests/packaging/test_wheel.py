@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from phone_sync.config import REGIONS_DIR_ENV, load_regions
+from phone_sync.regions import REGIONS_DIR_ENV, load_regions
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "region_phone_sync"

@@ -75,7 +75,7 @@ def test_check_regions_warns_when_a_sheet_needs_several_runs(
     make_region: MakeRegion, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from phone_sync.check_regions import main as check_regions
-    from phone_sync.config import REGIONS_DIR_ENV
+    from phone_sync.regions import REGIONS_DIR_ENV
 
     region = make_region(generate(450, seed=53))
     folder = os.environ[REGIONS_DIR_ENV]

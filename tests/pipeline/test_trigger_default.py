@@ -12,9 +12,10 @@ import pendulum
 import pytest
 
 from localservers.scenario import generate
-from phone_sync.config import RegionConfig, load_region
+from phone_sync.config import RegionConfig
 from phone_sync.controls import Controls
 from phone_sync.dag_factory import build_region_dag
+from phone_sync.regions import load_region
 from tests.regions import DEMO_REGION, MakeRegion, report_rows
 
 WRITES = ("batch", "update", "create", "delete", "patch")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from phone_sync.config import REGIONS_DIR_ENV
 from phone_sync.crypto import new_key
+from phone_sync.regions import REGIONS_DIR_ENV
 from tests.regions import DEMO_REGION, PROJECT_REGIONS
 
 CHECK = Path(sys.executable).parent / "phone-sync-check-regions"

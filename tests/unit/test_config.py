@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from phone_sync.check_regions import main as check_regions
-from phone_sync.config import RegionConfigError, load_region, load_regions
+from phone_sync.regions import RegionConfigError, load_region, load_regions
 from tests.regions import PROJECT_REGIONS
 
 MINIMAL: dict[str, Any] = {

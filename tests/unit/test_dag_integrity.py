@@ -12,8 +12,8 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import CronDataIntervalTimetable
 
-from phone_sync.config import REGIONS_DIR_ENV, load_regions
 from phone_sync.dag_factory import CONFIG_ERROR_TAG
+from phone_sync.regions import REGIONS_DIR_ENV, load_regions
 from tests.regions import PROJECT_REGIONS
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"

@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from phone_sync.config import REGIONS_DIR_ENV
 from phone_sync.crypto import new_key
+from phone_sync.regions import REGIONS_DIR_ENV
 from tests.regions import DEMO_REGION
 
 INIT = Path(__file__).resolve().parents[2] / "docker" / "init.sh"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from phone_sync.config import RegionConfigError, load_region, load_regions
+from phone_sync.regions import RegionConfigError, load_region, load_regions
 from tests.unit.test_config import MINIMAL, with_change, write
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "include" / "regions" / "_template.json"

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from phone_sync.config import MAX_FILE_BYTES, REGIONS_DIR_ENV, load_regions, printable, region_files
 from phone_sync.dag_factory import CONFIG_ERROR_TAG, build_all
+from phone_sync.regions import MAX_FILE_BYTES, REGIONS_DIR_ENV, load_regions, printable, region_files
 from tests.regions import PROJECT_REGIONS
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phone_sync.config import RegionConfig, RegionConfigError, load_region
+from phone_sync.config import RegionConfig
 from phone_sync.dag_factory import build_region_dag
+from phone_sync.regions import RegionConfigError, load_region
 from phone_sync.time_limits import REQUESTS_PER_ROW, TOKEN_WAIT_SECONDS, describe, time_limits
 from tests.regions import PROJECT_REGIONS
 from tests.unit.test_config import MINIMAL, with_change, write

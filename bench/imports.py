@@ -34,7 +34,7 @@ STEPS: list[tuple[str, str]] = [
 # What a batch needs beyond the task runner: its contracts, sealing, the FHIR client and hook, logging.
 BATCH_NEEDS = (
     "airflow.sdk", "phone_sync.config", "phone_sync.contracts", "phone_sync.crypto", "phone_sync.errors",
-    "phone_sync.outcomes", "phone_sync.pipeline.batch_log", "phone_sync.redaction",
+    "phone_sync.outcomes", "phone_sync.pipeline.step_log", "phone_sync.redaction",
     "phone_sync.fhir.client", "phone_sync.fhir.hook", "fhir.resources.R4B.patient", "phonenumbers",
 )
 # Groups a batch process does not need, each by the module prefixes that make it up.

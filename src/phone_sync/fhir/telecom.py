@@ -22,7 +22,7 @@ import phonenumbers
 
 from phone_sync.config import TelecomPolicy
 
-Status = Literal["changed", "unchanged", "newer_on_record"]
+ChangeKind = Literal["changed", "unchanged", "newer_on_record"]
 ContactPoint = dict[str, Any]
 NO_RANK = 1 << 31
 USE_PREFERENCE = {"mobile": 0, "home": 1, "work": 2}
@@ -30,7 +30,7 @@ USE_PREFERENCE = {"mobile": 0, "home": 1, "work": 2}
 
 @dataclass(frozen=True)
 class TelecomChange:
-    status: Status
+    status: ChangeKind
     telecom: list[ContactPoint]  # the list to store (a copy; equal to the input unless changed)
 
 

@@ -41,7 +41,7 @@ from phone_sync.controls import Controls, ControlsError
 from phone_sync.crypto import Sealer, sealer_for
 from phone_sync.errors import SetupError
 from phone_sync.outcomes import Outcome, Reason, Status, count
-from phone_sync.pipeline import batch_log
+from phone_sync.pipeline import step_log
 from phone_sync.pipeline.batching import clean_and_batch
 from phone_sync.pipeline.collect import ToWrite, tally, to_write
 from phone_sync.pipeline.preview import Line, line_numbers, preview_line
@@ -151,7 +151,7 @@ def extract_rows(config: RegionConfig, context: Context) -> dict[str, Any]:
         columns = _ready_for_progress(config, hook, table.header, sealer, lines=selected, preview=controls.preview)
         note_controls(config, context, controls)
         in_interval = interval and config.rows.select == "data_interval"
-        batch_log.summary(
+        step_log.summary(
             TaskId.EXTRACT,
             region=config.region,
             controls=controls.describe(config) or None,
@@ -220,10 +220,10 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Context) ->
             for r in extracted.missing_feed_date
         ]
         del extracted  # the rows as read: at 100,000 rows ~25 MiB the sealing of the batches need not share
-        batch_log.row_lines(TaskId.CLEAN, decided, region=config.region)
+        step_log.row_lines(TaskId.CLEAN, decided, region=config.region)
         counts = count(decided)
         invalid = [s.detail or "" for s in decided if s.outcome is Outcome.INVALID_PHONE]
-        batch_log.summary(
+        step_log.summary(
             TaskId.CLEAN,
             region=config.region,
             to_fhir=sum(len(b.rows) for b in cleaned.batches),
@@ -269,21 +269,21 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
         hook = FhirHook(config.fhir.conn_id, requests_per_second=rate, token_store=_fhir_token_store(config, sealer))
         client = FhirClient(hook, config.fhir, config.phone, profile_store=ProfileStore(config.fhir.conn_id))
         where = {"region": config.region, "batch": batch.index, "rows": batch.label}
-        batch_log.summary("batch start", **where, count=len(batch.rows))
+        step_log.summary("batch start", **where, count=len(batch.rows))
         try:
             statuses = client.apply(batch.rows, batch=batch.index, dry_run=preview)
         except Exception as exc:
-            batch_log.summary("batch failed", **where, error=safe_reason(exc), **client.stats)
+            step_log.summary("batch failed", **where, error=safe_reason(exc), **client.stats)
             raise
-        batch_log.row_lines("batch", statuses)
+        step_log.row_lines("batch", statuses)
         cells = _status_cells(config, context["run_id"], statuses)
         progress = batch_progress(config, context, facts, batch, statuses, cells, sealer, preview=preview)
         counts = count(statuses)
         profile = client.profile.describe()
-        batch_log.summary(
+        step_log.summary(
             "batch done",
             **where,
-            **batch_log.counts(counts),
+            **step_log.counts(counts),
             **client.stats,
             written_live=len(progress.written),
             left_for_write_back=len(progress.left),
@@ -348,7 +348,7 @@ def write_back_statuses(config: RegionConfig, context: Context) -> dict[str, Any
         preview = _controls(config, context).preview
         pending = to_write(xcom, decided, xcom.refs(), preview=preview)
         collected = pending.collected
-        batch_log.row_lines(TaskId.WRITE_BACK, collected.not_processed)
+        step_log.row_lines(TaskId.WRITE_BACK, collected.not_processed)
         if preview:
             lines = _preview_lines(pending, run_id)
             requests = write_preview_lines(_sheets_hook(config), config.sheets, lines)
@@ -364,7 +364,7 @@ def write_back_statuses(config: RegionConfig, context: Context) -> dict[str, Any
                 run_time=datetime.now(UTC),
                 identifier_column=facts.identifier_column if facts else None,
             )
-        batch_log.summary(
+        step_log.summary(
             TaskId.WRITE_BACK,
             region=config.region,
             written=written.written,
@@ -445,8 +445,8 @@ def run_report(config: RegionConfig, context: Context) -> dict[str, object]:
         if problem is None:
             raise shown(exc) from None  # a Sheets error's text may quote the sheet
         # The sheet may be what failed: the run still fails with its real cause, below.
-        batch_log.summary(TaskId.REPORT, region=config.region, report_row="not written", error=safe_reason(exc))
-    batch_log.summary(
+        step_log.summary(TaskId.REPORT, region=config.region, report_row="not written", error=safe_reason(exc))
+    step_log.summary(
         TaskId.REPORT,
         region=config.region,
         **{k.replace(" ", "_"): v for k, v in values.items() if k not in ("link", "run id", "start")},

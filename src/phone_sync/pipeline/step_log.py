@@ -1,4 +1,5 @@
-"""Compact, structured log lines for operators (Airflow renders them as key=value task logs).
+"""Every step's structured log lines for operators (Airflow renders them as key=value task logs): a summary
+per step, a line per row.
 
 Identifiers are masked; phone numbers and tokens never appear. Every failed or skipped row's
 line carries the same correlation id as its status in the sheet (``b07-r123``).

@@ -54,6 +54,7 @@ from phone_sync.fhir.token_store import SharedToken, TokenStore, client_fingerpr
 from phone_sync.http.pacing import Backoff
 from phone_sync.http.retry import WaitedTooLong, WaitOut
 from phone_sync.http.secrets import mask_secret
+from phone_sync.http.session import json_body
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +144,7 @@ def _number(value: Any) -> float | None:
 
 def parse_grant(response: requests.Response, conn_id: str, started: float) -> Grant:
     """Read a 200 answer of the token endpoint, standard OAuth2 or SATUSEHAT-style."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = json_body(response)
     token = body.get("access_token") if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
         raise FhirAuthError("token endpoint answered without an access_token", conn_id=conn_id)
@@ -189,10 +187,7 @@ def is_rate_limited(response: requests.Response) -> bool:
 
 def _refusal(response: requests.Response) -> str:
     """A short, fixed reason for a refusal (e.g. invalid_client); never the server's free text."""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
+    body = json_body(response)
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, str) and OAUTH_ERROR.fullmatch(error):
         return error

@@ -27,6 +27,7 @@ from phone_sync.fhir.search import PatientSearch
 from phone_sync.fhir.telecom import merge_phone
 from phone_sync.fhir.validate import validation_problem
 from phone_sync.fhir.writer import PatientWriter, Write
+from phone_sync.http.session import json_body
 from phone_sync.outcomes import Outcome, Reason, Status
 from phone_sync.redaction import mask, scrub
 
@@ -250,10 +251,7 @@ class FhirClient:
         if response.status_code in (404, 410):
             work.settle("conflict", "patient was deleted on the server meanwhile")
             return
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = json_body(response)
         if response.status_code != 200 or not isinstance(body, dict) or body.get("resourceType") != "Patient":
             raise FhirError(f"re-reading a patient answered HTTP {response.status_code}")
         if not (body.get("meta") or {}).get("versionId"):

@@ -40,6 +40,7 @@ from phone_sync.fhir.profile import (
     refusal_problem,
 )
 from phone_sync.fhir.token_store import AirflowVariables, KeyValue
+from phone_sync.http.session import json_body
 from phone_sync.redaction import scrub
 
 log = logging.getLogger(__name__)
@@ -220,9 +221,7 @@ def prime_profile(hook: FhirHook, pins: InteractionPins, store: ProfileStore) ->
     shared = SharedProfile(hook, pins, store)
     try:
         response = hook.request("GET", "metadata", kind="capability")
-        body = response.json() if response.status_code == 200 else None
-    except ValueError:
-        body = None
+        body = json_body(response) if response.status_code == 200 else None
     except FhirError as exc:
         if isinstance(exc, SetupError):
             raise

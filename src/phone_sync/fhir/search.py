@@ -31,6 +31,7 @@ from phone_sync.fhir.errors import FhirError
 from phone_sync.fhir.hook import FhirHook
 from phone_sync.fhir.profile import OR_MODES, Refused, refusal_of
 from phone_sync.fhir.profile_store import SharedProfile
+from phone_sync.http.session import json_body
 from phone_sync.redaction import outcome_diagnostics, scrub
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,9 @@ def escape_token(text: str) -> str:
     return text
 
 
-def _json(response: Any) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
 
 def _bundle(response: Any, what: str, known: Iterable[str]) -> dict[str, Any]:
-    body = _json(response)
+    body = json_body(response)
     if response.status_code != 200 or not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         detail = scrub(outcome_diagnostics(body), known)
         raise FhirError(f"{what} answered HTTP {response.status_code}" + (f": {detail}" if detail else ""))
@@ -145,7 +140,7 @@ class PatientSearch:
         else:
             response = self.hook.request("GET", self._get_path(chunk), kind="search")
         if response.status_code != 200:
-            body = _json(response)
+            body = json_body(response)
             refusal = refusal_of(response.status_code, body, diagnostics=outcome_diagnostics(body))
             if refusal is not None:
                 raise Refused(mode, refusal)

@@ -23,6 +23,7 @@ from phone_sync.fhir.hook import FHIR_JSON, FhirHook
 from phone_sync.fhir.profile import JSON_PATCH, Refusal, Refused, refusal_of
 from phone_sync.fhir.profile_store import SharedProfile
 from phone_sync.fhir.telecom import telecom_patch
+from phone_sync.http.session import json_body
 from phone_sync.redaction import outcome_diagnostics, scrub
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class PatientWriter:
             )
         bundle = {"resourceType": "Bundle", "type": "batch", "entry": entries}
         response = self.hook.request("POST", "", json=bundle, headers=HEADERS, kind="batch")
-        body = _json(response)
+        body = json_body(response)
         if response.status_code != 200:
             refusal = refusal_of(response.status_code, body, diagnostics=outcome_diagnostics(body))
             if refusal is not None:
@@ -118,7 +119,7 @@ class PatientWriter:
         else:
             headers = {**HEADERS, **self._if_match(write)}
             response = self.hook.request("PUT", path, json=write.resource, headers=headers, kind="put")
-        result = _result(response.status_code, _json(response))
+        result = _result(response.status_code, json_body(response))
         if result.refusal is not None:
             raise Refused(mode or "put", result.refusal)
         return result
@@ -139,9 +140,3 @@ def _entry_result(entry: Any, number: int) -> WriteResult:
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
-
-def _json(response: Any) -> Any:
-    try:
-        return response.json() if response.content else None
-    except ValueError:
-        return None

@@ -9,6 +9,7 @@ follow any redirect, to any host) live there.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -32,3 +33,13 @@ def http_session(
     session.headers.update(headers or {})
     session.verify = verify
     return session
+
+
+def json_body(response: requests.Response) -> Any:
+    """The answer's JSON, or ``None`` when it is empty or not JSON (a proxy's HTML page, a bare 405)."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None

@@ -182,23 +182,24 @@ def test_status_texts(outcome: Outcome, reason: Reason | None, patients: int, te
     assert status.summary == text.removesuffix(" (b03-r40)")
 
 
-def test_the_outcome_table_drives_report_columns_and_failures() -> None:
-    assert [o.report_column for o in Outcome] == [
-        "updated",
-        "unchanged",
-        "not found",
-        "invalid phone",
-        "conflicts",
-        "failed",
-        "skipped",
-        "queued",
-    ]
-    assert {o for o in Outcome if o.is_failure} == {
-        Outcome.NOT_FOUND,
-        Outcome.INVALID_PHONE,
-        Outcome.CONFLICT,
-        Outcome.FAILED,
-    }
+def test_each_rows_outcome_is_counted_in_its_report_column_and_alerts_count_its_failures() -> None:
+    """The rule, not a copy of the table: a row lands in its outcome's report column, the failure-rate alert
+    counts exactly the failure outcomes over the settled ones, and the status text starts with its prefix."""
+    from datetime import UTC, datetime
+
+    from phone_sync.alerts.rules import failure_rate
+    from phone_sync.report import Tally, report_values
+
+    how_many = {outcome: number for number, outcome in enumerate(Outcome, start=1)}  # a different count each
+    statuses = [Status(row=1, identifier="X", outcome=o) for o, n in how_many.items() for _ in range(n)]
+    tally = Tally(count(statuses), [], None, 0, 0, 0, 0)
+    now = datetime.now(UTC)
+    values = report_values(tally, None, None, run_id="r", logical_date=now, started=now, finished=now, link="")
+
+    assert {outcome: values[outcome.report_column] for outcome in Outcome} == how_many
+    failed, settled = failure_rate(values)
+    assert failed == sum(n for o, n in how_many.items() if o.is_failure)
+    assert settled == sum(n for o, n in how_many.items() if o.settled)
     assert all(Status(row=1, identifier="X", outcome=o).text.startswith(o.prefix) for o in Outcome)
 
 

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from localservers.scenario import generate
-from tests.pipeline.test_pipeline import assert_rows_match, batches_of
+from tests.dag_runs.test_pipeline import assert_rows_match, batches_of
 from tests.regions import MakeRegion, report_rows, run_dag, statuses, ti_tries
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,7 @@ from phone_sync.config import RegionConfig
 from phone_sync.contracts import Extracted
 from phone_sync.crypto import Sealer
 from phone_sync.dag_factory import build_region_dag
-from tests.pipeline.test_pipeline import assert_rows_match
+from tests.dag_runs.test_pipeline import assert_rows_match
 from tests.regions import MakeRegion, report_rows, statuses, ti_tries
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ import pytest
 from localservers.scenario import generate
 from localservers.stack import LocalRegion
 from phone_sync.fhir.profile_store import VARIABLE_PREFIX
-from tests.pipeline.test_pipeline import assert_rows_match
-from tests.pipeline.test_shared_token import clear_statuses
+from tests.dag_runs.test_pipeline import assert_rows_match
+from tests.dag_runs.test_shared_token import clear_statuses
 from tests.regions import MakeRegion, report_rows, run_dag, statuses, ti_tries
 
 pytestmark = pytest.mark.slow

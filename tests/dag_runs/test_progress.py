@@ -16,8 +16,8 @@ import requests
 from localservers.scenario import Scenario, generate
 from localservers.stack import LocalRegion
 from localservers.watch import watching
-from tests.pipeline.test_controls import preview_rows, run
-from tests.pipeline.test_pipeline import assert_rows_match
+from tests.dag_runs.test_controls import preview_rows, run
+from tests.dag_runs.test_pipeline import assert_rows_match
 from tests.regions import MakeRegion, report_rows, statuses, ti_tries
 
 pytestmark = pytest.mark.slow

@@ -49,7 +49,7 @@ from phone_sync.pipeline.run_note import note_controls
 from phone_sync.pipeline.run_xcom import RunXCom
 from phone_sync.pipeline.selection import Interval, select_rows
 from phone_sync.redaction import safe_reason, shown
-from phone_sync.report import report_values
+from phone_sync.report import Tally, report_values
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -407,15 +407,52 @@ def _status_cells(config: RegionConfig, run_id: str, statuses: list[Status]) -> 
 
 
 def run_report(config: RegionConfig, context: Context) -> dict[str, object]:
-    """Append the report row, log a readable summary, and fail the run if any step or batch failed.
-
-    The counts come from the batches' current results (``pipeline.collect.tally``): a rerun report after
-    clearing failed batches counts what they did, whether write-back ran again or not.
-    """
+    """Append the report row, log a readable summary, and fail the run if any step or batch failed."""
     from phone_sync.sheets.report import append_report
 
-    ti, run_id = context["ti"], context["run_id"]
-    xcom = RunXCom(ti)
+    values, counted, controls = _report_row(config, context)
+    problem = values["problem"]
+    try:
+        append_report(_sheets_hook(config), config.sheets, values)
+    except Exception as exc:
+        if problem is None:
+            raise shown(exc) from None  # a Sheets error's text may quote the sheet
+        # The sheet may be what failed: the run still fails with its real cause, below.
+        step_log.summary(TaskId.REPORT, region=config.region, report_row="not written", error=safe_reason(exc))
+    step_log.summary(
+        TaskId.REPORT,
+        region=config.region,
+        **{k.replace(" ", "_"): v for k, v in values.items() if k not in ("link", "run id", "start")},
+    )
+    ti = context["ti"]
+    if counted is None:
+        ti.xcom_push(key=XComKey.REPORT, value=values)
+        raise AirflowFailException(f"The run stopped before writing statuses: {problem}")
+    if controls is None or not controls.preview:
+        from phone_sync.alerts.dispatch import check_failure_rate, send_digest
+
+        # After the append and before any raise, so a retried report cannot alert twice.
+        check_failure_rate(config, values, context)
+        send_digest(config, values, context)
+    if counted.failed_labels:
+        ti.xcom_push(key=XComKey.REPORT, value=values)  # the run-failure alert reads its counts
+        raise AirflowFailException(
+            f"{len(counted.failed_labels)} batch(es) failed: {', '.join(counted.failed_labels)}. "
+            "Their rows say 'failed: batch not processed'. Clear those process_batch map indexes "
+            "(with downstream) once the server is back."
+        )
+    return values
+
+
+def _report_row(config: RegionConfig, context: Context) -> tuple[dict[str, object], Tally | None, Controls | None]:
+    """The run's report row, its tally, and the controls it used.
+
+    The counts come from the batches' current results (``pipeline.collect.tally``): a report rerun after
+    clearing failed batches counts what they did, whether write-back ran again or not. Without them (a step
+    before write-back failed) the row says which step failed and why.
+    """
+    run_id = context["run_id"]
+    xcom = RunXCom(context["ti"])
     facts, decided, written = xcom.facts(), xcom.decided(public_only=True), xcom.write_back()
     counted = tally(xcom, decided, xcom.refs()) if decided is not None and written is not None else None
     problem = counted.problem if counted else None
@@ -439,32 +476,4 @@ def run_report(config: RegionConfig, context: Context) -> dict[str, object]:
         mode=controls.mode if controls else "invalid controls",
         controls=controls.describe(config) if controls else "",
     )
-    try:
-        append_report(_sheets_hook(config), config.sheets, values)
-    except Exception as exc:
-        if problem is None:
-            raise shown(exc) from None  # a Sheets error's text may quote the sheet
-        # The sheet may be what failed: the run still fails with its real cause, below.
-        step_log.summary(TaskId.REPORT, region=config.region, report_row="not written", error=safe_reason(exc))
-    step_log.summary(
-        TaskId.REPORT,
-        region=config.region,
-        **{k.replace(" ", "_"): v for k, v in values.items() if k not in ("link", "run id", "start")},
-    )
-    if counted is None:
-        ti.xcom_push(key=XComKey.REPORT, value=values)
-        raise AirflowFailException(f"The run stopped before writing statuses: {problem}")
-    if controls is None or not controls.preview:
-        from phone_sync.alerts.dispatch import check_failure_rate, send_digest
-
-        # After the append and before any raise, so a retried report cannot alert twice.
-        check_failure_rate(config, values, context)
-        send_digest(config, values, context)
-    if counted.failed_labels:
-        ti.xcom_push(key=XComKey.REPORT, value=values)  # the run-failure alert reads its counts
-        raise AirflowFailException(
-            f"{len(counted.failed_labels)} batch(es) failed: {', '.join(counted.failed_labels)}. "
-            "Their rows say 'failed: batch not processed'. Clear those process_batch map indexes "
-            "(with downstream) once the server is back."
-        )
-    return values
+    return values, counted, controls

@@ -360,17 +360,21 @@ class AirflowCluster:
         return self.api("POST", f"/dags/{dag_id}/clearTaskInstances", json=body)["task_instances"]
 
     def clear_run(self, dag_id: str, run_id: str, *, only_failed: bool = True) -> list[Any]:
-        """The run's Clear dialog: every task of the run, or (``only_failed``) only those that failed."""
-        body = {"dry_run": False, "only_failed": only_failed}
-        return self.api("POST", f"/dags/{dag_id}/dagRuns/{run_id}/clear", json=body)["task_instances"]
+        """The run's Clear dialog: every task of the run, or (``only_failed``) only those that failed. As the UI
+        does, a dry run lists the task instances (returned here), then the clear itself."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/clear"
+        listed = self.api("POST", path, json={"dry_run": True, "only_failed": only_failed})["task_instances"]
+        self.api("POST", path, json={"dry_run": False, "only_failed": only_failed})
+        return listed
 
     def kill_task_process(self, ti_id: str) -> bool:
-        """SIGKILL the process running task instance ``ti_id`` (its title is ``airflow worker -- <id>``), as a
-        worker dying would; False when no such process runs (the task already finished)."""
+        """SIGKILL the process running task instance ``ti_id`` (titled exactly ``airflow worker -- <id>``; its
+        supervisor, titled ``airflow worker -- LocalExecutor: ...``, lives on and reports the death), as a task
+        killed by the kernel's OOM killer would be; False when no such process runs (the task finished)."""
         import psutil
 
         for process in psutil.process_iter(["cmdline"]):
-            if ti_id in " ".join(process.info["cmdline"] or []):
+            if " ".join(process.info["cmdline"] or []).strip() == f"airflow worker -- {ti_id}":
                 process.kill()
                 return True
         return False

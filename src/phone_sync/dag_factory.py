@@ -163,8 +163,12 @@ def build_region_dag(config: RegionConfig) -> DAG:
 
             return tasks.run_report(config, get_current_context())
 
-        batches = clean_phones(extract_rows())
-        process_batch.expand(batch=batches) >> write_back_statuses() >> run_report()
+        batches = process_batch.expand(batch=clean_phones(extract_rows()))
+        report = run_report()
+        # The report also waits for the batches themselves: clearing only the run's failed tasks reruns the
+        # failed batches and the report but not write-back (it succeeded), and the report counts their results.
+        batches >> write_back_statuses() >> report
+        batches >> report
 
     return phone_sync()
 

@@ -75,6 +75,10 @@ def test_airflow_runs_print_their_profile_bounds_and_metadata(bench_run: dict[st
         assert batch["imports"]["phone_sync.fhir.client"] > 0
         assert batch["profile"]["http_fhir"] > 0
         assert batch["profile"]["unseal"] > 0
+        # A batch writes its statuses with the light Sheets client: the Google provider costs 1.2 s of CPU and
+        # 35 MiB in each of hundreds of processes (it crept in once through an import of sheets.statuses).
+        heavy = {"gspread", "airflow.providers.google.common.hooks.base_google", "phone_sync.sheets.hook"}
+        assert not heavy & set(batch["modules"]), f"{key}: a batch process imported {heavy & set(batch['modules'])}"
         # Tasks that touch no token: their sealing is the contracts' own (Sealer.seal_json / open_json).
         assert result["tasks"]["extract_rows"]["profile"]["seal"] > 0, f"{key}: extract's sealing not timed"
         assert result["tasks"]["write_back_statuses"]["profile"]["unseal"] > 0, f"{key}: write-back's unsealing"

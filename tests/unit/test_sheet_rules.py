@@ -6,8 +6,7 @@ from phone_sync.config import ColumnHeaders, SheetsConfig
 from phone_sync.outcomes import Outcome, Reason, Status
 from phone_sync.pipeline.preview import line_numbers, preview_line
 from phone_sync.sheets.headers import HeaderRow, plan_write_columns
-from phone_sync.sheets.placement import StatusCell, in_place, row_spans
-from phone_sync.sheets.preview import line_ranges
+from phone_sync.sheets.placement import StatusCell, in_place, line_ranges, row_spans
 
 SHEETS = SheetsConfig(
     conn_id="google_sheets_demo",

@@ -76,7 +76,7 @@ def _live(
     preview: bool,
 ) -> Progress:
     from phone_sync.sheets.access import AccessStore
-    from phone_sync.sheets.preview import line_ranges
+    from phone_sync.sheets.placement import line_ranges
     from phone_sync.sheets.progress import LiveSheet, write_preview_live, write_statuses_live
     from phone_sync.sheets.quota import SheetsQuota
 

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from phone_sync.fhir.token_store import TokenStore
     from phone_sync.sheets.headers import HeaderRow
     from phone_sync.sheets.hook import SheetsHook
-    from phone_sync.sheets.statuses import StatusCell
+    from phone_sync.sheets.placement import StatusCell
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +392,7 @@ def _preview_lines(pending: ToWrite, run_id: str) -> list[Line]:
 
 def _status_cells(config: RegionConfig, run_id: str, statuses: list[Status]) -> list[StatusCell]:
     """Each status as its cell (see ``sheets.statuses``), with a link to its task log when configured."""
-    from phone_sync.sheets.statuses import StatusCell
+    from phone_sync.sheets.placement import StatusCell
 
     base = links.base_url()
 

@@ -2,14 +2,15 @@
 
 Operators sort, insert and delete rows while a run is in flight, so a status is placed by the
 identifier its row held when read, never by row number alone (:func:`place`). Used by write-back
-(``sheets.statuses``) and by each batch's live progress write (``sheets.progress``); it imports no
+(``sheets.statuses``) and by each batch's live progress write (``sheets.progress``), and the preview
+worksheet's lines (:func:`line_ranges`); it imports no
 Sheets client, so a batch process stays light.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
@@ -20,6 +21,8 @@ from .values import identifier_text
 
 MAX_PAYLOAD_BYTES = 2_000_000  # Google's recommended maximum request payload
 _ENVELOPE_BYTES = 64  # {"valueInputOption": "RAW", "data": [...]} around the value ranges
+PREVIEW_HEADER = ("row", "identifier", "phone to write", "decision", "run id")  # a preview worksheet's columns
+PREVIEW_WIDTH = len(PREVIEW_HEADER)
 
 
 @dataclass(frozen=True, slots=True)  # slots: a 100,000-row write-back holds one per row
@@ -227,3 +230,14 @@ def row_spans(rows: list[int], gap: int) -> list[tuple[int, int]]:
         else:
             spans.append((row, row))
     return spans
+
+
+def line_ranges(worksheet: str, lines: Sequence[tuple[int, list[object]]]) -> list[dict[str, object]]:
+    """``(line, values)`` pairs as value ranges, one per run of consecutive lines."""
+    ordered = sorted(lines, key=lambda item: item[0])
+    ranges: list[dict[str, object]] = []
+    for _, run in groupby(enumerate(ordered), key=lambda pair: pair[1][0] - pair[0]):
+        block = [line for _, line in run]
+        first, last = block[0][0], block[-1][0]
+        ranges.append({"range": cell_range(worksheet, 1, first, PREVIEW_WIDTH, last), "values": [v for _, v in block]})
+    return ranges

@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from itertools import groupby
 
 from gspread.exceptions import APIError
 
 from phone_sync.config import SheetsConfig
 
-from .a1 import cell_range, quote_sheet
+from .a1 import quote_sheet
 from .errors import explains_setup_errors, is_missing_tab
 from .headers import ensure_grid
 from .hook import SheetsHook
+from .placement import PREVIEW_HEADER, PREVIEW_WIDTH, line_ranges
 
 log = logging.getLogger(__name__)
 
-PREVIEW_HEADER = ("row", "identifier", "phone to write", "decision", "run id")
-WIDTH = len(PREVIEW_HEADER)
 
 
 
@@ -37,27 +35,16 @@ def prepare_preview(hook: SheetsHook, sheets: SheetsConfig, lines: int) -> int:
     tab = quote_sheet(sheets.preview_worksheet)
     rows = lines + 1
     try:
-        hook.clear_values(sheets.spreadsheet_id, f"{tab}!A:{chr(ord('A') + WIDTH - 1)}")
+        hook.clear_values(sheets.spreadsheet_id, f"{tab}!A:{chr(ord('A') + PREVIEW_WIDTH - 1)}")
     except APIError as exc:
         if not is_missing_tab(exc):
             raise
-        hook.add_sheet(sheets.spreadsheet_id, sheets.preview_worksheet, rows=rows, columns=WIDTH, frozen_rows=1)
+        hook.add_sheet(sheets.spreadsheet_id, sheets.preview_worksheet, rows=rows, columns=PREVIEW_WIDTH, frozen_rows=1)
         log.info("Created preview worksheet %r", sheets.preview_worksheet)
     else:
         ensure_grid(hook, sheets.spreadsheet_id, sheets.preview_worksheet, "ROWS", rows)
     hook.batch_update_values(sheets.spreadsheet_id, line_ranges(sheets.preview_worksheet, [(1, list(PREVIEW_HEADER))]))
     return hook.request_count - before
-
-
-def line_ranges(worksheet: str, lines: Sequence[tuple[int, list[object]]]) -> list[dict[str, object]]:
-    """``(line, values)`` pairs as value ranges, one per run of consecutive lines."""
-    ordered = sorted(lines, key=lambda item: item[0])
-    ranges: list[dict[str, object]] = []
-    for _, run in groupby(enumerate(ordered), key=lambda pair: pair[1][0] - pair[0]):
-        block = [line for _, line in run]
-        first, last = block[0][0], block[-1][0]
-        ranges.append({"range": cell_range(worksheet, 1, first, WIDTH, last), "values": [v for _, v in block]})
-    return ranges
 
 
 @explains_setup_errors

@@ -157,7 +157,7 @@ def _current_identifiers(
 
 
 def write_preview_live(sheet: LiveSheet, data: list[dict[str, object]]) -> Progress:
-    """Write a batch's preview lines (``sheets.preview.line_ranges``): one request; left whole if refused."""
+    """Write a batch's preview lines (``sheets.placement.line_ranges``): one request; left whole if refused."""
     progress = Progress()
     try:
         sheet.batch_update(data)

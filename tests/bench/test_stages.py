@@ -1,10 +1,11 @@
 """Every benchmark stage on a tiny region, as ``make bench`` runs it: it cannot silently break again.
 
 The whole run goes through ``python -m bench.run`` in a fresh process whose ``HOME`` is a temporary
-folder, so the test also proves that no stage creates or uses ``~/airflow``. Three Airflow deployments
-start (LocalExecutor twice, CeleryExecutor once): a few minutes. The ``scale`` stage is the ``scheduler``
-stage on more rows (``bench.stages.scale`` is one call of it), so it is left to ``make bench``: one Airflow
-deployment less in every ``make test``.
+folder, so the test also proves that no stage creates or uses ``~/airflow``. Two Airflow deployments
+start (the scheduler and gateway stages): a few minutes. The ``scale`` and ``celery`` stages are the
+``scheduler`` stage with more rows or another executor (``bench.stages.scale`` and ``.celery`` are one call
+of it each; a deployment on the CeleryExecutor is tested by ``tests/e2e/test_celery_executor.py``), so they
+are left to ``make bench``: two Airflow deployments less in every ``make test``.
 """
 
 from __future__ import annotations
@@ -19,18 +20,12 @@ from typing import Any
 import pytest
 
 from bench import run
-from localservers import celery_services
 from localservers.airflow_env import REPO_ROOT, airflow_env
 
 pytestmark = pytest.mark.slow
 
 
-def _stages() -> list[str]:
-    """All but ``scale``; the Celery stage needs PostgreSQL and Redis (CI starts them, a laptop may not)."""
-    left_out = {"scale"}
-    if any(map(celery_services.not_listening, celery_services.SERVICES)) and not os.environ.get("CI"):
-        left_out.add("celery")
-    return [stage for stage in run.ALL_STAGES if stage not in left_out]
+STAGES = [stage for stage in run.ALL_STAGES if stage not in ("scale", "celery")]
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +34,43 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     results = tmp_path_factory.mktemp("results")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["HOME"] = str(home)
-    argv = [sys.executable, "-m", "bench.run", "--rows", "30", "--baseline-rows", "10", "--memory-rows", "100",
-            "--import-repeats", "1", "--results", str(results), "--stages", *_stages()]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--rows",
+        "30",
+        "--baseline-rows",
+        "10",
+        "--memory-rows",
+        "100",
+        "--import-repeats",
+        "1",
+        "--results",
+        str(results),
+        "--stages",
+        *STAGES,
+    ]
     done = subprocess.run(argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500, check=False)
     (written,) = results.glob("*.json")
-    return {"code": done.returncode, "out": done.stdout + done.stderr, "home": home,
-            "results": json.loads(written.read_text())}
+    return {
+        "code": done.returncode,
+        "out": done.stdout + done.stderr,
+        "home": home,
+        "results": json.loads(written.read_text()),
+    }
 
 
 def test_every_stage_runs_and_the_run_exits_0(bench_run: dict[str, Any]) -> None:
     results = bench_run["results"]
     assert results.get("errors") is None, bench_run["out"][-4000:]
     assert bench_run["code"] == 0, bench_run["out"][-4000:]
-    for stage in _stages():
+    for stage in STAGES:
         assert stage in results, f"stage {stage} left no result"
-    for key in ("inprocess", "dagtest", "scheduler", "scale", "celery"):
-        if key in results:
-            assert results[key]["statuses_lost"] == 0, key
-    for key in ("dagtest", "scheduler", "scale", "celery"):
-        if key in results:
-            assert results[key]["fhir_tokens"] == 1, f"{key}: OAuth2, one shared token per run"
+    for key in ("inprocess", "dagtest", "scheduler", "gateway"):
+        assert results[key]["statuses_lost"] == 0, key
+    for key in ("dagtest", "scheduler", "gateway"):
+        assert results[key]["fhir_tokens"] == 1, f"{key}: OAuth2, one shared token per run"
 
 
 def test_no_stage_touches_the_users_airflow_home(bench_run: dict[str, Any]) -> None:
@@ -67,7 +79,7 @@ def test_no_stage_touches_the_users_airflow_home(bench_run: dict[str, Any]) -> N
 
 def test_airflow_runs_print_their_profile_bounds_and_metadata(bench_run: dict[str, Any]) -> None:
     results, out = bench_run["results"], bench_run["out"]
-    for key in ("scheduler", *(("celery",) if "celery" in results else ())):
+    for key in ("scheduler", "gateway"):
         result = results[key]
         assert result["state"] == "success", key
         batch = result["tasks"]["process_batch"]
@@ -86,8 +98,6 @@ def test_airflow_runs_print_their_profile_bounds_and_metadata(bench_run: dict[st
         assert result["xcom"]["plain_bytes"] > 0
         assert result["db_growth_mib"]["xcom"] > 0
         assert result["fhir_bound_seconds"] > 0
-    if "celery" in results:
-        assert results["celery"]["executor"] == "CeleryExecutor"
     assert "Where each task process's time goes" in out
     assert "lower bounds: empty DAG" in out
     assert "not needed by a batch" in out
@@ -110,11 +120,21 @@ def _exit_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, inprocess: Any) 
     return run.main(["--rows", "30", "--stages", "inprocess", "--results", str(tmp_path)])
 
 
-def test_a_missed_target_is_printed_and_exits_0(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    missed = {"name": "batch logic", "rows": 30, "seconds": 3.0, "rows_per_second": 10.0, "wall_10k_seconds": 1000.0,
-              "fhir_requests": 30, "fhir_tokens": 1, "sheets_requests": 9, "statuses_lost": 2,
-              "task_rss_mib": {"one process": 300.0}}
+def test_a_missed_target_is_printed_and_exits_0(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missed = {
+        "name": "batch logic",
+        "rows": 30,
+        "seconds": 3.0,
+        "rows_per_second": 10.0,
+        "wall_10k_seconds": 1000.0,
+        "fhir_requests": 30,
+        "fhir_tokens": 1,
+        "sheets_requests": 9,
+        "statuses_lost": 2,
+        "task_rss_mib": {"one process": 300.0},
+    }
     assert _exit_code(monkeypatch, tmp_path, lambda *args: missed) == 0
     assert "[MISSED] statuses lost (batch logic): 2" in capsys.readouterr().out
 

@@ -207,17 +207,32 @@ def statuses_appear_while_batches_run(world: World, name: str) -> dict[str, Any]
     region.fhir_faults(latency_ms=250)  # a slow national gateway: a batch takes seconds
     run_id = cluster.trigger(dag_id)
     seen: list[tuple[float, int]] = []  # (time, statuses in the sheet)
-    killed = None
+    killed = None  # the map index whose kill landed mid-work (its task instance was retried)
+    pending = None  # a map index just killed, not yet known to have died mid-work
+    too_late: set[int] = set()  # kills that landed as the task was already ending in success
     deadline = time.time() + RUN_TIMEOUT
     while time.time() < deadline:
         sheet = read_sheet(region)
         seen.append((time.time(), sum(1 for row in scenario.expected if sheet.status(row, region.config))))
-        tis = cluster.task_instances(dag_id, run_id)
-        running = [ti for ti in tis if ti["task_id"] == "process_batch" and ti["state"] == "running"]
-        if killed is None and running and any(count for _, count in seen):
-            victim = running[-1]
-            if cluster.kill_task_process(victim["id"]):
-                killed = victim["map_index"]
+        batches = {
+            ti["map_index"]: ti for ti in cluster.task_instances(dag_id, run_id) if ti["task_id"] == "process_batch"
+        }
+        if pending is not None:
+            ti = batches[pending]
+            if ti["try_number"] >= 2 or ti["state"] in ("up_for_retry", "failed"):
+                killed, pending = pending, None
+            elif ti["state"] == "success":
+                too_late.add(pending)
+                pending = None
+        if killed is None and pending is None and any(count for _, count in seen):
+            running = [
+                ti
+                for index, ti in batches.items()
+                if ti["state"] == "running" and ti["try_number"] == 1 and index not in too_late
+            ]
+            youngest = max(running, key=lambda ti: ti["start_date"] or "", default=None)  # the most work ahead
+            if youngest and cluster.kill_task_process(youngest["id"]):
+                pending = youngest["map_index"]
         if cluster.run(dag_id, run_id)["state"] in ("success", "failed"):
             break
         time.sleep(0.3)
@@ -228,7 +243,7 @@ def statuses_appear_while_batches_run(world: World, name: str) -> dict[str, Any]
     first = next((at for at, count in seen if count), None)
     assert first is not None, "no status was in the sheet before the run ended"
     assert first < parse_time(write_back["start_date"]).timestamp(), "statuses appeared only with write-back"
-    assert killed is not None, "no batch process was running to kill"
+    assert killed is not None, f"no batch process was killed mid-work (killed too late: {sorted(too_late)})"
     [retried] = [ti for ti in tis if ti["task_id"] == "process_batch" and ti["map_index"] == killed]
     assert retried["try_number"] == 2, retried
     region.clear_fhir_faults()

@@ -56,6 +56,7 @@ _phase = "start"
 _seconds: dict[str, float] = defaultdict(float)
 _calls: dict[str, int] = defaultdict(int)
 _imports: dict[str, float] = {}
+_messages: dict[str, int] = defaultdict(int)  # supervisor messages sent, by kind (each an API call or more)
 _marks: dict[str, float] = {}
 _in_runner = False
 
@@ -96,6 +97,7 @@ def _phased(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _comms_key(comms: Any, msg: Any) -> str:
     kind = type(msg).__name__
+    _messages[kind] += 1
     if kind in XCOM_READS:
         return f"xcom_read:{_phase}"
     if kind == "SetXCom":
@@ -220,6 +222,7 @@ def _record(task_instance: Any, state: str) -> None:
         "start": round(_marks.get("starting", created) - created, 4),
         "profile": _profile(),
         "imports": dict(_imports),
+        "messages": dict(_messages),
         "calls": {key: _calls[key] for key in ("unseal", "seal", "pacing", "http_fhir", "http_token", "http_sheets")
                   if _calls.get(key)},
     }

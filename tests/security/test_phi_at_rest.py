@@ -143,9 +143,17 @@ def test_xcom_holds_ciphertext_and_readable_labels(make_region: MakeRegion, tmp_
     with create_session() as session:
         rows = session.query(XComModel).filter(XComModel.run_id == dag_run.run_id).all()
         values = {(x.task_id, x.key, x.map_index): x.value for x in rows}
+
     def value(task: str, key: str, map_index: int = -1) -> Any:
         found = values[(task, key, map_index)]
         return json.loads(found) if isinstance(found, str) else found
+
+    # Each return value is one XCom: no key of a returned dict pushed again on its own (Airflow's default for a
+    # dict return type: a second copy of the sealed rows and an API call per key).
+    for task, key, map_index in values:
+        if key == "return_value" and isinstance(returned := value(task, key, map_index), dict):
+            split = {k for k in returned if (task, k, map_index) in values}
+            assert not split, f"{task}[{map_index}] pushed {sorted(split)} besides its return value"
 
     refs = value("clean_phones", "return_value")
     assert len(refs) == 2

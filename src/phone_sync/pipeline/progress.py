@@ -99,7 +99,12 @@ def _live(
 
 
 def _write_back_done(config: RegionConfig, context: Context) -> bool:
-    """Whether write_back_statuses has already succeeded in this run (so it will not write what is left)."""
+    """Whether write_back_statuses has already succeeded in this run (so it will not write what is left).
+
+    Write-back waits for every batch: on a batch's first try it cannot have run yet (clearing adds a try), and
+    the batch asks Airflow nothing."""
+    if getattr(context["ti"], "try_number", 2) <= 1:
+        return False
     try:
         done = context["ti"].get_ti_count(
             dag_id=config.dag_id, task_ids=[TaskId.WRITE_BACK], run_ids=[context["run_id"]], states=["success"]

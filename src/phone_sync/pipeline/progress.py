@@ -84,12 +84,13 @@ def _live(
     sheets = config.sheets
     if not preview and set(facts.columns) == {"identifier"}:
         return Progress(left=left, reason="no status column yet")
-    access = AccessStore(sheets.conn_id, sealer).load()
-    if access is None:
-        return Progress(left=left, reason="no shared Sheets token")
+    # The quota first: most batches of a large run find the minute spent and need not read the token.
     quota = SheetsQuota(sheets.conn_id, sheets.requests_per_minute, racers=config.max_parallel_batches)
     if not quota.try_take(1 if preview else 2):
         return Progress(left=left, reason="the minute's Sheets quota for progress is spent")
+    access = AccessStore(sheets.conn_id, sealer).load()
+    if access is None:  # the claim goes unused: the ledger errs on the side of the quota
+        return Progress(left=left, reason="no shared Sheets token")
     sheet = LiveSheet(access, sheets.spreadsheet_id)
     if preview:
         return write_preview_live(sheet, line_ranges(sheets.preview_worksheet, lines))

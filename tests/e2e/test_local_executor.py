@@ -6,6 +6,7 @@ module; each scenario has its own regions, servers and spreadsheet, so they do n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -17,6 +18,7 @@ from localservers.stack import FhirOAuth, conn_env_name
 from tests.e2e import scenarios
 from tests.e2e.harness import RegionSpec, World, running_world
 from tests.phi import files
+from tests.regions import PROJECT_REGIONS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -25,6 +27,7 @@ TODAY = scenarios.backfill_today(TIMEZONE)
 
 
 ALERTS_CONN_ID = "e2e_alerts_chat"
+DEMO_DISPLAY_NAME = json.loads((PROJECT_REGIONS / "demo.json").read_text())["display_name"]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,8 @@ def alerts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookSink]:
 def world(tmp_path_factory: pytest.TempPathFactory, alerts: WebhookSink) -> Iterator[World]:
     specs = [
         RegionSpec("e2e_run", generate(500, seed=11)),
-        RegionSpec("e2e_outage", generate(600, seed=12)),
+        # Its grid is docs/operations.md's screenshots: named and tagged as the demo region it shows.
+        RegionSpec("demo", generate(600, seed=12), {"display_name": DEMO_DISPLAY_NAME, "tags": ["demo"]}),
         RegionSpec(
             "e2e_backfill",
             scenarios.backfill_scenario(300, TODAY),
@@ -76,7 +80,7 @@ def test_triggered_run_completes(world: World) -> None:
 
 
 def test_outage_then_clear_failed_map_indexes(world: World) -> None:
-    scenarios.outage_then_clear(world, "e2e_outage", shots="grid")
+    scenarios.outage_then_clear(world, "demo", shots="grid")
 
 
 def test_outage_then_clear_the_runs_failed_tasks_only(world: World) -> None:

@@ -48,7 +48,7 @@ def batch_progress(
         progress = _live(config, context, facts, alone, lines, sealer, preview=preview)
         progress.left += [cell.row for cell, row in zip(cells, batch.rows, strict=True) if row.repeated]
     except Exception as exc:  # best effort: never fail a batch whose FHIR work is done for a progress write
-        progress = Progress(reason=f"progress write failed ({type(exc).__name__})")
+        progress = Progress(left=rows, reason=f"progress write failed ({type(exc).__name__})")
     if preview:  # the preview's lines go or stay together
         progress.written, progress.left = ([], rows) if progress.reason else (rows, [])
     if progress.left and _write_back_done(config, context):

@@ -51,7 +51,7 @@ standalone: $(STAMP) ## The demo region in the Airflow UI on http://127.0.0.1:80
 wheel: $(STAMP) ## Build dist/region_phone_sync-<version>-py3-none-any.whl for your own Airflow (docs/install.md)
 	$(PY) -m pip wheel --no-deps --no-build-isolation --wheel-dir $(DIST) .
 
-bench: $(STAMP) ## Benchmark vs the article's per-row loop, side by side, scheduler stages three times (~75 min); not part of `make test`
+bench: $(STAMP) ## Benchmark vs the article's per-row loop, side by side, scheduler stages three times (~85 min); not part of `make test`
 	$(PY) -m bench.run --publish --repeat 3
 
 bench-quick: $(STAMP) ## The benchmark on 1,000 rows (~4 min); rewrites nothing that is committed

@@ -11,9 +11,9 @@ import os
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, dag, task
+from airflow.sdk import DAG, dag
 
-from phone_sync.dag_factory import build_all
+from phone_sync.dag_factory import build_all, one_xcom_task
 from phone_sync.regions import load_regions
 
 FLOOR_DAG_ID = "bench_floor"
@@ -25,23 +25,23 @@ def build_floor_dag(batches: int, parallel: int) -> DAG:
     @dag(dag_id=FLOOR_DAG_ID, schedule=None, start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
          catchup=False, max_active_runs=1, tags=["bench"])
     def bench_floor() -> None:
-        @task(multiple_outputs=False)  # as the region's tasks: one XCom per return value
+        @one_xcom_task()  # as the region's tasks: one XCom per return value
         def extract_rows() -> dict[str, Any]:
             return {}
 
-        @task(multiple_outputs=False)
+        @one_xcom_task()
         def clean_phones(extracted: dict[str, Any]) -> list[dict[str, Any]]:
             return [{"index": index} for index in range(batches)]
 
-        @task(max_active_tis_per_dag=parallel, multiple_outputs=False)
+        @one_xcom_task(max_active_tis_per_dag=parallel)
         def process_batch(batch: dict[str, Any]) -> dict[str, Any]:
             return batch
 
-        @task(trigger_rule="all_done", multiple_outputs=False)
+        @one_xcom_task(trigger_rule="all_done")
         def write_back_statuses(batches: list[dict[str, Any]], outcomes: list[dict[str, Any]]) -> dict[str, Any]:
             return {}
 
-        @task(trigger_rule="all_done", multiple_outputs=False)
+        @one_xcom_task(trigger_rule="all_done")
         def run_report(written: dict[str, Any]) -> dict[str, Any]:
             return written
 

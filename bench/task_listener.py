@@ -56,7 +56,7 @@ _phase = "start"
 _seconds: dict[str, float] = defaultdict(float)
 _calls: dict[str, int] = defaultdict(int)
 _imports: dict[str, float] = {}
-_messages: dict[str, int] = defaultdict(int)  # supervisor messages sent, by kind (each an API call or more)
+_messages: dict[str, int] = defaultdict(int)  # supervisor messages sent, by kind (most become an API call)
 _marks: dict[str, float] = {}
 _in_runner = False
 

@@ -8,6 +8,7 @@ records import errors per Python file: one raised error would hide every region'
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -32,6 +33,10 @@ DAG_ID_MAX = 250  # Airflow's limit on a key
 # Outside Airflow's key characters, and a dot before a dot (Airflow refuses ".." in run ids and log paths).
 _NOT_IN_DAG_ID = re.compile(r"[^A-Za-z0-9_.-]|\.(?=\.)")
 SHOWN_PROBLEMS, SHOWN_PROBLEM_CHARS, DESCRIPTION_PROBLEM_CHARS = 20, 300, 1000
+
+# A task whose return value is one XCom. Airflow infers multiple_outputs=True from a dict return type and
+# then pushes every key again as an XCom of its own (ten API calls and a second copy per batch, not one).
+one_xcom_task = functools.partial(task, multiple_outputs=False)
 
 log = logging.getLogger(__name__)
 
@@ -121,25 +126,22 @@ def build_region_dag(config: RegionConfig) -> DAG:
     )
     def phone_sync() -> None:
         # Bodies live in phone_sync.pipeline.tasks, imported inside each task so parsing stays cheap.
-        # multiple_outputs=False: Airflow infers True from a dict return type and then pushes every key as
-        # an XCom of its own besides the whole value (ten API calls and a second copy per batch, not one).
-        @task(task_id=TaskId.EXTRACT, multiple_outputs=False, show_return_value_in_logs=False)
+        @one_xcom_task(task_id=TaskId.EXTRACT, show_return_value_in_logs=False)
         def extract_rows() -> dict[str, Any]:
             from phone_sync.pipeline import tasks
 
             return tasks.extract_rows(config, get_current_context())
 
-        @task(task_id=TaskId.CLEAN, multiple_outputs=False, show_return_value_in_logs=False)
+        @one_xcom_task(task_id=TaskId.CLEAN, show_return_value_in_logs=False)
         def clean_phones(extracted: dict[str, Any]) -> list[dict[str, Any]]:
             """Returns the batch refs to map over; pushes each batch's (sealed) rows and the statuses decided here."""
             from phone_sync.pipeline import tasks
 
             return tasks.clean_phones(config, extracted, get_current_context())
 
-        @task(
+        @one_xcom_task(
             task_id=TaskId.BATCH,
             map_index_template="{{ batch_label }}",
-            multiple_outputs=False,
             show_return_value_in_logs=False,
             max_active_tis_per_dag=config.max_parallel_batches,
             execution_timeout=limits.batch,
@@ -154,15 +156,13 @@ def build_region_dag(config: RegionConfig) -> DAG:
 
         # Write-back and the report read their inputs themselves: they run after failures too (all_done),
         # when some of those inputs do not exist.
-        @task(
-            task_id=TaskId.WRITE_BACK, trigger_rule="all_done", multiple_outputs=False, show_return_value_in_logs=False
-        )
+        @one_xcom_task(task_id=TaskId.WRITE_BACK, trigger_rule="all_done", show_return_value_in_logs=False)
         def write_back_statuses() -> dict[str, Any]:
             from phone_sync.pipeline import tasks
 
             return tasks.write_back_statuses(config, get_current_context())
 
-        @task(task_id=TaskId.REPORT, trigger_rule="all_done", multiple_outputs=False)
+        @one_xcom_task(task_id=TaskId.REPORT, trigger_rule="all_done")
         def run_report() -> dict[str, object]:
             from phone_sync.pipeline import tasks
 

@@ -5,6 +5,7 @@ refusal is answered once per run at most (the batches after the first start from
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
 
@@ -80,7 +81,9 @@ def test_a_server_refusing_one_interaction(
     assert report["FHIR profile"] == profile
 
 
-def test_the_all_refusals_gateway_across_batches_and_runs(make_region: MakeRegion) -> None:
+def test_the_all_refusals_gateway_across_batches_and_runs(
+    make_region: MakeRegion, capfd: pytest.CaptureFixture[str]
+) -> None:
     scenario = generate(250, seed=52)
     region = make_region(scenario, fhir_args=("--gateway",))
     before = emails(region)
@@ -88,6 +91,10 @@ def test_the_all_refusals_gateway_across_batches_and_runs(make_region: MakeRegio
     dag_run = run_dag(region, scenario.run_date)
 
     assert_clean_run(region, scenario, dag_run)
+    # dag.test() runs one batch at a time: each, alone, takes the region's whole rate (not a fourth of it).
+    rates = re.findall(r"batch done summary.*?fhir_rate=([\d.]+)", capfd.readouterr().out)
+    assert len(rates) == 3
+    assert {float(rate) for rate in rates} == {50.0}
     assert emails(region) == before
     # Each refusal once in the run: the first batch learned it, the others started from it.
     assert refusals(region) == Counter({"search 405": 1, "search 400": 1, "batch 405": 1, "update 405": 1})

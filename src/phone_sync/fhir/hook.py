@@ -16,7 +16,7 @@ from phone_sync.fhir.connection import FhirSettings, settings_from_connection
 from phone_sync.fhir.errors import FhirAuthError, FhirConfigError, FhirError, FhirUnavailable
 from phone_sync.fhir.profile import describe_capability
 from phone_sync.fhir.token_store import TokenStore
-from phone_sync.http.pacing import Backoff, RateLimiter
+from phone_sync.http.pacing import Backoff, RateLimiter, SharedRate
 from phone_sync.http.retry import HttpRetry, RedirectRefused, RetriesExhausted, WaitOut, request_label
 from phone_sync.http.session import http_session
 from phone_sync.http.urls import origin, show_origin
@@ -41,10 +41,10 @@ class FhirHook(BaseHook):
 
     Plain ``http`` is refused unless the host is loopback (127.0.0.0/8, ::1, localhost). Every request goes
     through the project's one HTTP path (:mod:`phone_sync.http.retry`): a timeout, client-side pacing at
-    ``requests_per_second``, retries with exponential backoff and jitter on connection errors, 429 and 5xx
-    (never shorter than ``Retry-After``), redirects followed only on the same origin. What outlives the
-    retries raises :class:`FhirUnavailable`. A 401 makes an OAuth2 token refresh once; a second 401 raises
-    :class:`FhirAuthError`.
+    ``requests_per_second`` (a :class:`SharedRate` when parallel batches share it), retries with exponential
+    backoff and jitter on connection errors, 429 and 5xx (never shorter than ``Retry-After``), redirects
+    followed only on the same origin. What outlives the retries raises :class:`FhirUnavailable`. A 401 makes
+    an OAuth2 token refresh once; a second 401 raises :class:`FhirAuthError`.
 
     With ``token_store`` an OAuth2 token is shared by the region's task processes and runs (an Airflow
     Variable sealed with the PHI key; see :mod:`phone_sync.fhir.auth`); :meth:`prime_token` readies it
@@ -59,7 +59,7 @@ class FhirHook(BaseHook):
     def __init__(
         self,
         fhir_conn_id: str = default_conn_name,
-        requests_per_second: float | None = None,
+        requests_per_second: float | SharedRate | None = None,
         timeout: float = 30,
         *,
         backoff: Backoff | None = None,

@@ -40,6 +40,7 @@ from phone_sync.contracts import (
 from phone_sync.controls import Controls, ControlsError
 from phone_sync.crypto import Sealer, sealer_for
 from phone_sync.errors import SetupError
+from phone_sync.http.pacing import SharedRate
 from phone_sync.outcomes import Outcome, Reason, Status, count
 from phone_sync.pipeline import step_log
 from phone_sync.pipeline.batching import clean_and_batch
@@ -264,8 +265,7 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
         if batch is None or facts is None:
             raise AirflowFailException(f"batch {ref.label}: its rows are not in XCom; clear the whole run")
         preview = _controls(config, context).preview
-        # The region's request rate is shared by the batches that may run at once.
-        rate = config.fhir_requests_per_second / config.max_parallel_batches
+        rate = _fhir_rate(config, context)
         hook = FhirHook(config.fhir.conn_id, requests_per_second=rate, token_store=_fhir_token_store(config, sealer))
         client = FhirClient(hook, config.fhir, config.phone, profile_store=ProfileStore(config.fhir.conn_id))
         where = {"region": config.region, "batch": batch.index, "rows": batch.label}
@@ -290,6 +290,7 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
             why_left=progress.reason,
             sheets_requests=progress.requests,
             profile=profile,
+            fhir_rate=round(rate.rate if isinstance(rate, SharedRate) else rate, 2),
         )
         return BatchResult(
             index=batch.index,
@@ -300,6 +301,22 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
             sheets_requests=progress.requests,
             profile=profile,
         ).to_xcom(sealer)
+
+
+def _fhir_rate(config: RegionConfig, context: Context) -> SharedRate | float:
+    """The region's FHIR request rate, shared by its batches running now (across runs, as
+    ``max_parallel_batches`` counts them): see :class:`~phone_sync.http.pacing.SharedRate`."""
+    ti = context["ti"]
+    began = getattr(ti, "start_date", None)
+    if began is None:  # nothing to count against: the fixed share
+        return config.fhir_requests_per_second / config.max_parallel_batches
+
+    def running() -> int:
+        return ti.get_ti_count(dag_id=config.dag_id, task_ids=[TaskId.BATCH], states=["running"])
+
+    return SharedRate(
+        config.fhir_requests_per_second, config.max_parallel_batches, running, began=began.timestamp()
+    )
 
 
 # --- the region's shared FHIR token (OAuth2 connections): see phone_sync.fhir.auth -----------------------

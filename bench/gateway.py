@@ -1,7 +1,8 @@
 """The ``gateway`` stage: the region's DAG through a running Airflow (LocalExecutor) against a SATUSEHAT-style
 gateway that refuses all it can (``localservers.fhir.faults.GATEWAY``: GET searches with one identifier,
 updates by JSON Patch only, pages of 10, a CapabilityStatement that claims everything), at the region's
-rate of 20 FHIR requests per second.
+rate of 20 FHIR requests per second, which the gateway enforces (429 above it: the batches sharing the rate
+must never pass it).
 
 Fewer items per request means more requests: the figures that matter are the requests per 100 rows and
 the wall time beside the lower bound the rate sets (requests / rate). The seed's promise is 10,000 rows
@@ -24,14 +25,20 @@ RATE = 20.0  # FHIR requests per second: what a national gateway typically grant
 PROMISE_SECONDS = 15 * 60
 
 
-def gateway(config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path) -> dict[str, Any]:
+def gateway(
+    config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path, batch_size: int | None = None
+) -> dict[str, Any]:
     raw = json.loads(region_file.read_text())
     raw["fhir_requests_per_second"] = RATE
+    if batch_size:
+        raw["batch_size"] = batch_size
     path = workdir / "regions" / region_file.name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(raw, indent=2))
-    name = f"whole DAG, scheduler, all-refusals gateway at {RATE:g} req/s"
-    return stages.scheduler(load_region(path), scenario, path, workdir, name=name, fhir_faults=GATEWAY)
+    batches = f", {batch_size}-row batches" if batch_size else ""
+    name = f"whole DAG, scheduler, all-refusals gateway at {RATE:g} req/s{batches}"
+    faults = {**GATEWAY, "throttle_rps": RATE}
+    return stages.scheduler(load_region(path), scenario, path, workdir, name=name, fhir_faults=faults)
 
 
 def format_gateway(result: dict[str, Any]) -> str:

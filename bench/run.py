@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publish", action="store_true", help="also write bench/last_run.json and docs/img/bench.png")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the scheduler stages (10,000 and 100,000 rows) N times; the median ratio is judged")
+    parser.add_argument("--gateway-batch-size", type=int, default=None,
+                        help="rows per batch in the gateway stage (default: the region's, 100)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--results", type=Path, default=RESULTS, help="where runs are written (default bench/results)")
     args = parser.parse_args(argv)
@@ -123,7 +125,7 @@ def run_stage(stage: str, results: dict[str, Any], config: Any, scenario: Any, p
     elif stage == "memory":
         results["memory"] = [stages.memory(config, path, workdir / f"memory-{n}", n) for n in memory_rows]
     elif stage == "gateway":
-        results["gateway"] = gateway.gateway(config, scenario, path, workdir / "gateway")
+        results["gateway"] = gateway.gateway(config, scenario, path, workdir / "gateway", args.gateway_batch_size)
 
 
 def repeated(times: int, run: Any) -> dict[str, Any]:

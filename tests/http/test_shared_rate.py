@@ -121,9 +121,17 @@ def test_a_batch_alone_takes_the_whole_rate_and_counts_at_most_twice_a_second() 
 
 
 def test_the_first_request_waits_until_the_others_can_have_counted_this_batch() -> None:
+    batches = simulate(2, 3, shared=True, startup=0.1)
+
+    assert [b.sent[0] for b in batches] == pytest.approx([0.8, 0.8]), "refresh (0.5 s) + margin (0.3 s) after"
+
+
+def test_a_batch_alone_sends_at_once() -> None:
     (batch,) = simulate(1, 3, shared=True, startup=0.1)
 
-    assert batch.sent[0] == pytest.approx(0.8), "refresh (0.5 s) + margin (0.3 s) after it began running"
+    assert batch.sent[0] == pytest.approx(0.1)
+    assert batch.limiter is not None
+    assert batch.limiter.rate == TOTAL
 
 
 def test_a_batch_not_held_back_never_asks() -> None:

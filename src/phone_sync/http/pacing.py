@@ -26,7 +26,8 @@ class SharedRate:
 
     The total stays the ceiling: a process starts at the fixed share and sends its first request no sooner
     than ``refresh + margin`` after it began running (``began``, when the others can count it), by when every
-    process on a larger share has counted it and slowed down. A count that fails means the fixed share.
+    process on a larger share has counted it and slowed down (a process that finds itself alone need not wait).
+    A count that fails means the fixed share.
     """
 
     def __init__(
@@ -53,22 +54,33 @@ class SharedRate:
         self._counted_at = began
 
     def wait_to_start(self) -> float:
-        """Seconds before the first request may go out (0 once it has)."""
+        """Seconds before the first request may go out (0 once it has). A process alone needs no wait (nobody
+        else can be above the fixed share) and takes the whole rate (``dag.test()`` runs one batch at a time)."""
         ready_at, self._ready_at = self._ready_at, None
-        return 0.0 if ready_at is None else max(0.0, ready_at - self._clock())
+        now = self._clock()
+        if ready_at is None or ready_at <= now:
+            return 0.0
+        if self._count(now) == 1:
+            return 0.0
+        return ready_at - now
 
     def update(self, *, limited: bool) -> float:
         """The rate for the next request; ``limited``: pacing would make it wait at the current rate."""
         now = self._clock()
         if (limited or self.rate > self.fixed) and now - self._counted_at >= self._refresh:
-            self._counted_at = now
-            self.counts += 1
-            try:
-                running = self._running()
-            except Exception:  # nobody to ask: the fixed share is always safe
-                running = self.most
-            self.rate = self.total / min(max(running, 1), self.most)
+            self._count(now)
         return self.rate
+
+    def _count(self, now: float) -> int:
+        """Count the processes running now and take their share; a count that fails means the fixed share."""
+        self._counted_at = now
+        self.counts += 1
+        try:
+            running = min(max(self._running(), 1), self.most)
+        except Exception:  # nobody to ask: the fixed share is always safe
+            running = self.most
+        self.rate = self.total / running
+        return running
 
 
 class RateLimiter:

@@ -12,13 +12,14 @@ from datetime import timedelta
 
 import pytest
 
+from localservers.fhir.faults import GATEWAY
 from localservers.scenario import generate
 from localservers.sinks.processes import WebhookSink
 from localservers.stack import FhirOAuth, conn_env_name
 from tests.e2e import scenarios
 from tests.e2e.harness import RegionSpec, World, running_world
 from tests.phi import files
-from tests.regions import PROJECT_REGIONS
+from tests.regions import PROJECT_REGIONS, report_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -27,6 +28,7 @@ TODAY = scenarios.backfill_today(TIMEZONE)
 
 
 ALERTS_CONN_ID = "e2e_alerts_chat"
+GATEWAY_REGION = "e2e_gateway"
 DEMO_DISPLAY_NAME = json.loads((PROJECT_REGIONS / "demo.json").read_text())["display_name"]
 
 
@@ -69,9 +71,14 @@ def world(tmp_path_factory: pytest.TempPathFactory, alerts: WebhookSink) -> Iter
         # clear reruns after write-back succeeded must write their own statuses.
         RegionSpec("e2e_only_failed", generate(600, seed=21), {"sheets": {"requests_per_minute": 18}}),
         RegionSpec("e2e_live", generate(500, seed=22)),
+        RegionSpec(GATEWAY_REGION, generate(300, seed=31)),
     ]
     env = {conn_env_name(ALERTS_CONN_ID): alerts.connection()}
     with running_world(tmp_path_factory.mktemp("e2e-local"), specs, env, executor="LocalExecutor") as started:
+        # A SATUSEHAT-style gateway that refuses all it can (GET searches of one identifier, JSON Patch only,
+        # pages of 10, a CapabilityStatement that claims everything), and answers 429 above the region's rate.
+        gateway = started.regions[GATEWAY_REGION]
+        gateway.fhir_faults(**GATEWAY, throttle_rps=gateway.config.fhir_requests_per_second)
         yield started
 
 
@@ -117,6 +124,22 @@ def test_a_renamed_header_fails_at_once_and_the_alert_names_it(world: World, ale
 
 def test_a_preview_triggered_through_the_api(world: World) -> None:
     scenarios.preview_through_the_api(world, "e2e_preview")
+
+
+def test_a_run_through_the_all_refusals_gateway(world: World) -> None:
+    """The batches run in parallel, in their own processes, learn what the gateway refuses from its answers
+    and fall back at once, sharing the region's rate: green on the first try of every task, and not one 429."""
+    region = world.regions[GATEWAY_REGION]
+
+    batches = scenarios.triggered_run_completes(world, GATEWAY_REGION)  # statuses, phones, the report's counts
+
+    assert {ti["try_number"] for ti in batches} == {1}, "no batch was retried"
+    seen = region.fhir_stats()["by_interaction_status"]
+    refused = ("search 405", "search 400", "batch 405", "update 405")
+    # Each refusal at most once per batch (parallel batches may each meet it before one has saved it).
+    assert all(1 <= seen.get(refusal, 0) <= len(batches) for refusal in refused), seen
+    assert {key for key in seen if key.split()[1] not in ("200", "201")} == set(refused), seen  # no 429
+    assert report_rows(region)[-1]["FHIR profile"] == "search GET x1, update PATCH"
 
 
 def test_no_patient_data_at_rest_after_every_scenario(world: World) -> None:

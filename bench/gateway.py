@@ -23,20 +23,22 @@ from phone_sync.regions import load_region
 
 RATE = 20.0  # FHIR requests per second: what a national gateway typically grants one client
 PROMISE_SECONDS = 15 * 60
+# What docs/operations.md (Pacing) tells a region behind such a gateway to set: each batch process's start-up holds
+# a share of the rate it cannot use yet, about 5% of a 100-row batch's 35 s there (931 s for 10,000 rows), 1% of a
+# 500-row batch's.
+BATCH_SIZE = 500
 
 
 def gateway(
-    config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path, batch_size: int | None = None
+    config: RegionConfig, scenario: Scenario, region_file: Path, workdir: Path, batch_size: int = BATCH_SIZE
 ) -> dict[str, Any]:
     raw = json.loads(region_file.read_text())
     raw["fhir_requests_per_second"] = RATE
-    if batch_size:
-        raw["batch_size"] = batch_size
+    raw["batch_size"] = batch_size
     path = workdir / "regions" / region_file.name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(raw, indent=2))
-    batches = f", {batch_size}-row batches" if batch_size else ""
-    name = f"whole DAG, scheduler, all-refusals gateway at {RATE:g} req/s{batches}"
+    name = f"whole DAG, scheduler, all-refusals gateway at {RATE:g} req/s, {batch_size}-row batches"
     faults = {**GATEWAY, "throttle_rps": RATE}
     return stages.scheduler(load_region(path), scenario, path, workdir, name=name, fhir_faults=faults)
 
@@ -56,6 +58,7 @@ def format_gateway(result: dict[str, Any]) -> str:
 
 def verdict(result: dict[str, Any]) -> dict[str, Any]:
     seconds = result["seconds"]
-    return {"target": f"10,000 rows through the all-refusals gateway at {RATE:g} req/s ({result['rows']:,} rows run)",
+    return {"target": f"10,000 rows through the all-refusals gateway at {RATE:g} req/s ({result['rows']:,} rows run "
+                      f"in {result['batches']} batches)",
             "measured": round(seconds), "goal": f"<= {PROMISE_SECONDS} s", "met": seconds <= PROMISE_SECONDS,
             "note": f"lower bound {result['fhir_bound_seconds']:.0f} s"}

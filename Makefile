@@ -28,13 +28,17 @@ lock: $(STAMP) ## Regenerate requirements.lock from pyproject.toml (uv pip compi
 	$(VENV)/bin/uv pip compile pyproject.toml --extra celery --extra dev --python-version 3.11.7 \
 		--python-platform linux --custom-compile-command "make lock" $(LOCK_FLAGS) -o requirements.lock
 
-test: $(STAMP) ## Lint, then run the whole test suite
+# -n auto: one pytest worker per CPU (pytest-xdist); --dist loadfile keeps a module's tests, and the Airflow
+# deployment its module fixture starts, on one worker.
+PYTEST_WORKERS ?= -n auto --dist loadfile
+
+test: $(STAMP) ## Lint, then run the whole test suite (one worker per CPU)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_WORKERS)
 
 test-fast: $(STAMP) ## Lint, then the tests that run no Airflow (unit, HTTP, local servers): the inner loop
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -m "not slow and not e2e" -q
+	$(PY) -m pytest -m "not slow and not e2e" -q $(PYTEST_WORKERS)
 
 lint: $(STAMP) ## ruff, as make test runs it
 	$(VENV)/bin/ruff check .

@@ -44,8 +44,8 @@ def airflow_cli(*args: str) -> None:
 @pytest.fixture
 def key_in_metadata_db(airflow_db: None) -> Iterator[str]:
     """The PHI key as the UI stores it: a connection in the metadata DB (not an environment variable)."""
-    key = new_key()
-    airflow_cli("connections", "add", KEY_CONN, "--conn-type", "generic", "--conn-password", key)
+    key = "-" + new_key()[1:]  # a valid key that argparse would take for an option (1 in 64 do)
+    airflow_cli("connections", "add", KEY_CONN, "--conn-type", "generic", f"--conn-password={key}")
     yield key
     airflow_cli("connections", "delete", KEY_CONN)
 

@@ -4,8 +4,9 @@
         -> [BatchRef] to map over (+ one Batch per batch, + Decided) -> process_batch -> BatchResult
         -> write_back_statuses -> WriteBack -> run_report
 
-A mapped batch is handed only its small :class:`BatchRef`; it pulls its own :class:`Batch` by key
-(:func:`batch_key`), so each batch process reads its own rows, not every batch of the run.
+A mapped batch is handed only its small :class:`BatchRef`; it pulls its rows by key (:func:`batch_key`),
+where they wait with those of a few neighbours (:class:`Batches`): each batch process reads a few batches'
+rows, not every batch of the run, and cleaning pushes one value per ten batches, not one per batch.
 
 Each contract is a frozen pydantic model with ``to_xcom()`` and ``from_xcom()``. The XCom value names
 its contract and version, so a task reading what an older (or newer) release pushed fails with one
@@ -56,9 +57,14 @@ class XComKey(StrEnum):
     REPORT = "report"  # run_report: the report values, pushed before it fails the run
 
 
+# Batches pushed under one XCom key: each push is a round trip to the API server (about 20 ms), and a
+# batch opens its neighbours' rows with its own (a few KiB each).
+BATCHES_PER_KEY = 10
+
+
 def batch_key(index: int) -> str:
-    """The XCom key (on clean_phones) of batch ``index``'s rows."""
-    return f"batch_{index:04d}"
+    """The XCom key (on clean_phones) of the :class:`Batches` holding batch ``index``'s rows."""
+    return f"batches_{index // BATCHES_PER_KEY:04d}"
 
 
 class ContractError(SetupError):
@@ -193,7 +199,7 @@ class BatchRef(Contract):
 
 
 class Batch(Contract):
-    """clean_phones -> process_batch (pulled by key); ``label`` names it in the grid."""
+    """One batch's rows, pulled by a mapped batch from its :class:`Batches`; ``label`` names it in the grid."""
 
     name = "batch"
     sealed_fields = frozenset({"rows"})
@@ -201,6 +207,27 @@ class Batch(Contract):
     label: str  # "rows 2-101"
     rows: list[BatchRow]
     lines: list[int] = []  # a preview's: each row's line in the preview worksheet
+
+
+class Batches(Contract):
+    """clean_phones -> process_batch and write-back: up to :data:`BATCHES_PER_KEY` batches under one
+    :func:`batch_key`; their labels stay readable in the XCom tab."""
+
+    name = "batches"
+    sealed_fields = frozenset({"batches"})
+    labels: list[str]
+    batches: list[Batch] = []
+
+    @classmethod
+    def by_key(cls, batches: list[Batch]) -> dict[str, Batches]:
+        """``batches`` grouped under their keys, as clean_phones pushes them."""
+        grouped: dict[str, list[Batch]] = {}
+        for batch in batches:
+            grouped.setdefault(batch_key(batch.index), []).append(batch)
+        return {key: cls(labels=[b.label for b in group], batches=group) for key, group in grouped.items()}
+
+    def get(self, index: int) -> Batch | None:
+        return next((batch for batch in self.batches if batch.index == index), None)
 
 
 class Decided(Contract):
@@ -260,5 +287,5 @@ class Failure(Contract):
 
 # Every contract by its wire name (for tools that open a value without knowing its task).
 CONTRACTS: dict[str, type[Contract]] = {
-    c.name: c for c in (RunFacts, Extracted, BatchRef, Batch, Decided, BatchResult, WriteBack, Failure)
+    c.name: c for c in (RunFacts, Extracted, BatchRef, Batches, Decided, BatchResult, WriteBack, Failure)
 }

@@ -7,7 +7,9 @@ from typing import Any
 
 from bench.child import FakeTaskInstance
 from phone_sync.contracts import (
+    BATCHES_PER_KEY,
     Batch,
+    Batches,
     BatchRef,
     BatchResult,
     BatchRow,
@@ -55,8 +57,8 @@ def run_store(
     (statuses and the rows each left unwritten), failures."""
     store: dict[tuple[str, str, int], Any] = {}
     clean = FakeTaskInstance(store, TaskId.CLEAN)
-    for b in batches:
-        clean.xcom_push(batch_key(b.index), b.to_xcom(SEALER))
+    for key, group in Batches.by_key(batches).items():
+        clean.xcom_push(key, group.to_xcom(SEALER))
     refs = [BatchRef(index=b.index, label=b.label, size=len(b.rows)).to_xcom() for b in batches]
     clean.xcom_push("return_value", refs)
     decided = [Status(row=1000, identifier="x", outcome=Outcome.INVALID_PHONE, reason=Reason.INVALID_PHONE)]
@@ -93,7 +95,7 @@ def test_write_back_writes_decided_statuses_and_only_what_batches_left() -> None
 
     pending = to_write(xcom, opened(xcom), xcom.refs())
 
-    assert not [key for key in ti.pulled if key.startswith("batch_")], "no batch's rows are read when all succeeded"
+    assert not [key for key in ti.pulled if key.startswith("batches_")], "no batch's rows are read when all succeeded"
     collected = pending.collected
     assert [s.row for s in collected.statuses] == [1000, 6, 7], "what batch 0 wrote live is not written again"
     assert collected.failed_labels == []
@@ -108,7 +110,7 @@ def test_a_failed_batch_opens_only_its_own_rows_and_says_why() -> None:
 
     pending = to_write(xcom, opened(xcom), xcom.refs())
 
-    assert [key for key in ti.pulled if key.startswith("batch_")] == [batch_key(1)]
+    assert [key for key in ti.pulled if key.startswith("batches_")] == [batch_key(1)]
     collected = pending.collected
     assert collected.failed_labels == ["rows 5-7"]
     assert [(s.row, s.reason, s.detail) for s in collected.not_processed] == [
@@ -116,6 +118,24 @@ def test_a_failed_batch_opens_only_its_own_rows_and_says_why() -> None:
     ]
     assert collected.problem == f"process_batch: {refused.reason}"
     assert sorted(s.row for s in collected.statuses) == [2, 3, 4, 5, 6, 7, 1000]
+
+
+def test_batches_travel_ten_to_a_key_and_each_key_is_read_once() -> None:
+    batches = [batch(index, range(2 + 2 * index, 4 + 2 * index)) for index in range(25)]
+    keys = Batches.by_key(batches)
+    assert len(keys) == 3 == -(-len(batches) // BATCHES_PER_KEY), "clean_phones pushes one value per ten batches"
+    failed = {3: Failure(task=TaskId.BATCH, reason="timeout"), 7: Failure(task=TaskId.BATCH, reason="timeout")}
+    failed[21] = failed[3]
+    results = {i: (updated(b), []) for i, b in enumerate(batches) if i not in failed}
+    ti = run_store(batches, results, failed)
+    xcom = RunXCom(ti, SEALER)
+
+    pending = to_write(xcom, opened(xcom), xcom.refs())
+
+    assert [key for key in ti.pulled if key.startswith("batches_")] == [batch_key(3), batch_key(21)]
+    assert batch_key(3) == batch_key(7) != batch_key(21)
+    assert sorted(s.row for s in pending.collected.not_processed) == [8, 9, 16, 17, 44, 45]
+    assert xcom.batch(25) is None, "a batch the run never cut"
 
 
 def test_a_preview_opens_the_batches_whose_lines_are_left_for_their_phones() -> None:
@@ -144,7 +164,7 @@ def test_the_report_counts_current_results_without_the_key() -> None:
     assert counted.failed_labels == ["rows 5-7"]
     assert counted.problem is None, "an outage is not a set-up problem"
     assert (counted.written_live, counted.fhir_requests, counted.sheets_requests) == (3, 12, 2)
-    assert not [key for key in ti.pulled if key.startswith("batch_")]
+    assert not [key for key in ti.pulled if key.startswith("batches_")]
 
 
 def test_a_batch_without_result_or_recorded_failure_still_gets_a_status() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from localservers.sinks.processes import Redirector
-from phone_sync.contracts import Batch, BatchRow
+from phone_sync.contracts import Batch, Batches, BatchRow, batch_key
 from phone_sync.crypto import Sealer, new_key
 from phone_sync.unseal import KEY_ENV, TOKEN_ENV, TTY_WARNING, main
 
@@ -34,7 +34,8 @@ def key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def sealed_batch(key: str) -> dict[str, object]:
     row = BatchRow(row=2, identifier=NIK, phone=PHONE, effective=date(2026, 11, 28))
-    return Batch(index=0, label="rows 2-2", rows=[row]).to_xcom(Sealer.from_text(key))
+    batches = Batches.by_key([Batch(index=0, label="rows 2-2", rows=[row])])
+    return batches[batch_key(0)].to_xcom(Sealer.from_text(key))
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def test_api_values_are_fetched_over_loopback_http_with_the_token(
 
     assert main(show_api(api.url)) == 0
 
-    assert json.loads(capsys.readouterr().out)["rows"][0]["identifier"] == NIK
+    assert json.loads(capsys.readouterr().out)["batches"][0]["rows"][0]["identifier"] == NIK
     [request] = api.received()
     assert request["path"] == XCOM_PATH + "?map_index=-1&deserialize=true"
     assert request["authorization"] is True

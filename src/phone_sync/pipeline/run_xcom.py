@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from phone_sync.contracts import (
     Batch,
+    Batches,
     BatchRef,
     BatchResult,
     Contract,
@@ -35,6 +36,7 @@ class RunXCom:
     def __init__(self, ti: Any, sealer: Sealer | None = None) -> None:
         self.ti = ti
         self.sealer = sealer
+        self._batches: dict[str, Batches | None] = {}  # by key: write-back reads several batches of one key
 
     def _one(
         self, contract: type[C], task_id: TaskId, key: str, map_index: int = -1, *, public_only: bool = False
@@ -54,7 +56,11 @@ class RunXCom:
         return self._one(Decided, TaskId.CLEAN, XComKey.DECIDED, public_only=public_only)
 
     def batch(self, index: int) -> Batch | None:
-        return self._one(Batch, TaskId.CLEAN, batch_key(index))
+        key = batch_key(index)
+        if key not in self._batches:
+            self._batches[key] = self._one(Batches, TaskId.CLEAN, key)
+        batches = self._batches[key]
+        return None if batches is None else batches.get(index)
 
     def batch_failure(self, index: int) -> Failure | None:
         return self._one(Failure, TaskId.BATCH, XComKey.FAILURE, index)

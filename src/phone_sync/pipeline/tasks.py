@@ -24,6 +24,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, A
 from phone_sync import links, time_limits
 from phone_sync.config import RegionConfig
 from phone_sync.contracts import (
+    Batches,
     BatchRef,
     BatchResult,
     Decided,
@@ -35,7 +36,6 @@ from phone_sync.contracts import (
     TaskId,
     WriteBack,
     XComKey,
-    batch_key,
 )
 from phone_sync.controls import Controls, ControlsError
 from phone_sync.crypto import Sealer, sealer_for
@@ -241,9 +241,9 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Context) ->
             line = line_numbers([s.row for s in decided] + [r.row for b in batches for r in b.rows])
             batches = [b.model_copy(update={"lines": [line[r.row] for r in b.rows]}) for b in batches]
         ti = context["ti"]
-        # Each batch under its own key: a mapped batch pulls its own rows, not every batch of the run.
-        for batch in batches:
-            ti.xcom_push(key=batch_key(batch.index), value=batch.to_xcom(sealer))
+        # Ten batches per key: a mapped batch pulls its neighbours' rows with its own, not every batch of the run.
+        for key, group in Batches.by_key(batches).items():
+            ti.xcom_push(key=key, value=group.to_xcom(sealer))
         lines = [line[s.row] for s in decided] if line else []
         ti.xcom_push(key=XComKey.DECIDED, value=Decided(statuses=decided, counts=counts, lines=lines).to_xcom(sealer))
         return [BatchRef(index=b.index, label=b.label, size=len(b.rows)).to_xcom() for b in batches]
@@ -314,9 +314,7 @@ def _fhir_rate(config: RegionConfig, context: Context) -> SharedRate | float:
     def running() -> int:
         return ti.get_ti_count(dag_id=config.dag_id, task_ids=[TaskId.BATCH], states=["running"])
 
-    return SharedRate(
-        config.fhir_requests_per_second, config.max_parallel_batches, running, began=began.timestamp()
-    )
+    return SharedRate(config.fhir_requests_per_second, config.max_parallel_batches, running, began=began.timestamp())
 
 
 # --- the region's shared FHIR token (OAuth2 connections): see phone_sync.fhir.auth -----------------------

@@ -34,6 +34,7 @@ STEP_BASE_MINUTES = 30
 ROWS_PER_STEP_MINUTE = 10_000
 STEPS = 4  # extract_rows, clean_phones, write_back_statuses, run_report
 DEFAULT_MAX_MAP_LENGTH = 1024
+SLOW_CAUSE = "a server not answering, or far slower than the region's pacing"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,13 @@ def describe(limit: timedelta) -> str:
         return f"{seconds} s"
     hours, minutes = divmod(math.ceil(seconds / 60), 60)
     return " ".join(part for part in (f"{hours} h" if hours else "", f"{minutes} min" if minutes else "") if part)
+
+
+def stopped_at(limit: timedelta | None, setting: str) -> str:
+    """Why Airflow stopped a task or a run at its time limit, in an operator's words (``setting``: where to
+    change the limit)."""
+    limit_text = f"its time limit of {describe(limit)}" if limit else "its time limit"
+    return f"stopped at {limit_text} ({setting} in the region file): {SLOW_CAUSE}"
 
 
 def _minutes(value: float | None) -> timedelta | None:

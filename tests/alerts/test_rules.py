@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pendulum
@@ -17,6 +19,7 @@ from localservers.sinks.processes import SmtpSink, WebhookSink
 from phone_sync.alerts.dispatch import batch_callbacks, check_failure_rate, dag_callbacks, send_digest
 from phone_sync.alerts.notifiers import EmailAlertNotifier, WebhookAlertNotifier, webhook_url
 from phone_sync.alerts.rules import batch_failed, run_failed
+from phone_sync.time_limits import describe, max_map_length, time_limits
 from tests.alerts.conftest import (
     WEBHOOK_CONN_ID,
     WEBHOOK_PATH,
@@ -159,6 +162,18 @@ def test_run_alert_from_a_minimal_callback_context() -> None:
         "http://localhost:8080/dags/phone_sync__alerts_probe/runs/scheduled__2026-11-27T17%3A00%3A00%2B00%3A00"
     )
     assert alert.counts == {}
+
+
+def test_a_run_past_its_time_limit_names_the_limit_and_where_to_change_it() -> None:
+    config = region_config()
+    dag = SimpleNamespace(dag_id=config.dag_id, dagrun_timeout=timedelta(hours=3))
+    alert = run_failed(config, {"run_id": RUN_ID, "reason": "timed_out", "dag": dag})
+
+    assert alert.headline == "run timed out"
+    assert "Run stopped at its time limit of 3 h (timeouts.run_hours in the region file): a server" in alert.text
+    # The DAG processor may leave the DAG out: the limit the region file gives its DAG.
+    derived = run_failed(config, {"run_id": RUN_ID, "reason": "timed_out"})
+    assert f"its time limit of {describe(time_limits(config, max_map_length()).run)} (" in derived.text
 
 
 def test_batch_label_that_is_not_a_row_range_is_not_shown() -> None:

@@ -27,6 +27,7 @@ from phone_sync.config import RegionConfig
 from phone_sync.contracts import TaskId, XComKey
 from phone_sync.links import run_link, task_link
 from phone_sync.outcomes import FAILURE_COLUMNS, SETTLED_COLUMNS
+from phone_sync.time_limits import max_map_length, stopped_at, time_limits
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,14 @@ def run_failed(config: RegionConfig, context: Mapping[str, Any]) -> Alert:
     ti = context.get("ti")
     reason = safe_name(context.get("reason"), fallback="failed")
     details = [f"Run failed ({reason})."]
+    if reason == "timed_out":  # Airflow's word for a run past its dagrun_timeout
+        limit = getattr(context.get("dag"), "dagrun_timeout", None) or time_limits(config, max_map_length()).run
+        details = [f"Run {stopped_at(limit, 'timeouts.run_hours')}; its unfinished tasks were stopped."]
     if ti is not None:
         details.append(f"Last failed: {_failed_task(ti)}.")
     report = _report_from_xcom(ti)
     problem = safe_problem((report or {}).get("problem"))
-    headline = "run failed"
+    headline = "run timed out" if reason == "timed_out" else "run failed"
     if problem:
         headline = f"run failed at {safe_name(problem.split(':', 1)[0])}"
         details.append(f"Cause: {problem}")

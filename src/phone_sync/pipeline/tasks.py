@@ -94,11 +94,7 @@ def step(config: RegionConfig, context: Context, task_id: TaskId) -> Iterator[No
 def _timed_out(context: Context) -> str:
     """Why a task that Airflow stopped at its ``execution_timeout`` failed, in an operator's words."""
     limit = getattr(getattr(context["ti"], "task", None), "execution_timeout", None)
-    limit_text = f"its time limit of {time_limits.describe(limit)}" if limit else "its time limit"
-    return (
-        f"stopped at {limit_text} (see timeouts in the region file): a server not answering, "
-        "or far slower than the region's pacing"
-    )
+    return time_limits.stopped_at(limit, "see timeouts")
 
 
 def _record(context: Context, failure: Failure) -> None:

@@ -1,7 +1,7 @@
 """What each task of a region's DAG hands the next, as typed, versioned XCom contracts.
 
     extract_rows -> Extracted (+ RunFacts, read by every later task) -> clean_phones
-        -> [BatchRef] to map over (+ one Batch per batch, + Decided) -> process_batch -> BatchResult
+        -> [BatchRef] to map over (+ Batches, ten batches each, + Decided) -> process_batch -> BatchResult
         -> write_back_statuses -> WriteBack -> run_report
 
 A mapped batch is handed only its small :class:`BatchRef`; it pulls its rows by key (:func:`batch_key`),

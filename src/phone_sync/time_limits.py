@@ -34,7 +34,6 @@ STEP_BASE_MINUTES = 30
 ROWS_PER_STEP_MINUTE = 10_000
 STEPS = 4  # extract_rows, clean_phones, write_back_statuses, run_report
 DEFAULT_MAX_MAP_LENGTH = 1024
-SLOW_CAUSE = "a server not answering, or far slower than the region's pacing"
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,10 @@ def stopped_at(limit: timedelta | None, setting: str) -> str:
     """Why Airflow stopped a task or a run at its time limit, in an operator's words (``setting``: where to
     change the limit)."""
     limit_text = f"its time limit of {describe(limit)}" if limit else "its time limit"
-    return f"stopped at {limit_text} ({setting} in the region file): {SLOW_CAUSE}"
+    return (
+        f"stopped at {limit_text} ({setting} in the region file): "
+        "a server not answering, or far slower than the region's pacing"
+    )
 
 
 def _minutes(value: float | None) -> timedelta | None:

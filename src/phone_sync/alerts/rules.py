@@ -78,19 +78,23 @@ def _report_from_xcom(ti: Any) -> dict[str, Any] | None:
     return report if isinstance(report, dict) else None
 
 
+def _stopped_at_run_limit(config: RegionConfig, context: Mapping[str, Any]) -> str:
+    """The DAG's own ``dagrun_timeout``, or the one the region file gives it when the context has no DAG."""
+    limit = getattr(context.get("dag"), "dagrun_timeout", None) or time_limits(config, max_map_length()).run
+    return f"Run {stopped_at(limit, 'timeouts.run_hours')}; its unfinished tasks were stopped."
+
+
 def run_failed(config: RegionConfig, context: Mapping[str, Any]) -> Alert:
     """A run ended failed: which task failed last, why Airflow says it failed, the counts when known."""
     ti = context.get("ti")
     reason = safe_name(context.get("reason"), fallback="failed")
-    details = [f"Run failed ({reason})."]
-    if reason == "timed_out":  # Airflow's word for a run past its dagrun_timeout
-        limit = getattr(context.get("dag"), "dagrun_timeout", None) or time_limits(config, max_map_length()).run
-        details = [f"Run {stopped_at(limit, 'timeouts.run_hours')}; its unfinished tasks were stopped."]
+    timed_out = reason == "timed_out"  # Airflow's word for a run past its dagrun_timeout
+    details = [_stopped_at_run_limit(config, context) if timed_out else f"Run failed ({reason})."]
     if ti is not None:
         details.append(f"Last failed: {_failed_task(ti)}.")
     report = _report_from_xcom(ti)
     problem = safe_problem((report or {}).get("problem"))
-    headline = "run timed out" if reason == "timed_out" else "run failed"
+    headline = "run timed out" if timed_out else "run failed"
     if problem:
         headline = f"run failed at {safe_name(problem.split(':', 1)[0])}"
         details.append(f"Cause: {problem}")

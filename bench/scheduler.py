@@ -180,6 +180,9 @@ def _summary(run: dict[str, Any], sampled: dict[str, float], recorded: list[dict
         entry["calls"] = {key: _mean([line["calls"].get(key, 0) for line in mine]) for key in mine[0]["calls"]}
         kinds = sorted({kind for line in mine for kind in line.get("messages", {})})
         entry["messages"] = {kind: _mean([line.get("messages", {}).get(kind, 0) for line in mine]) for kind in kinds}
+        entry["message_seconds"] = {
+            kind: _mean([line.get("message_seconds", {}).get(kind, 0) for line in mine]) for kind in kinds
+        }
         entry["modules"] = next((line["modules"] for line in mine if "modules" in line), [])
     states: dict[str, int] = {}
     for ti in run["task_instances"]:

@@ -57,6 +57,7 @@ _seconds: dict[str, float] = defaultdict(float)
 _calls: dict[str, int] = defaultdict(int)
 _imports: dict[str, float] = {}
 _messages: dict[str, int] = defaultdict(int)  # supervisor messages sent, by kind (most become an API call)
+_message_seconds: dict[str, float] = defaultdict(float)  # their round trips' wall time, by kind
 _marks: dict[str, float] = {}
 _in_runner = False
 
@@ -95,6 +96,22 @@ def _phased(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _timed_send(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The supervisor comms' ``send``, timed into its phase (:func:`_comms_key`) and by message kind."""
+
+    @functools.wraps(fn)
+    def wrapper(comms: Any, msg: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn(comms, msg, *args, **kwargs)
+        finally:
+            elapsed = time.perf_counter() - started
+            _add(_comms_key(comms, msg), elapsed)
+            _message_seconds[type(msg).__name__] += elapsed
+
+    return wrapper
+
+
 def _comms_key(comms: Any, msg: Any) -> str:
     kind = type(msg).__name__
     _messages[kind] += 1
@@ -124,7 +141,7 @@ def _install_runner_timers() -> None:
     task_runner._prepare = _phased("prepare", task_runner._prepare)
     task_runner._execute_task = _phased("execute", task_runner._execute_task)
     task_runner._push_xcom_if_needed = _phased("push", task_runner._push_xcom_if_needed)
-    comms.CommsDecoder.send = _timed(_comms_key, comms.CommsDecoder.send)
+    comms.CommsDecoder.send = _timed_send(comms.CommsDecoder.send)
 
 
 def _install_work_timers() -> None:
@@ -223,6 +240,7 @@ def _record(task_instance: Any, state: str) -> None:
         "profile": _profile(),
         "imports": dict(_imports),
         "messages": dict(_messages),
+        "message_seconds": {kind: round(seconds, 4) for kind, seconds in _message_seconds.items()},
         "calls": {key: _calls[key] for key in ("unseal", "seal", "pacing", "http_fhir", "http_token", "http_sheets")
                   if _calls.get(key)},
     }

@@ -125,6 +125,11 @@ def format_profile(result: dict[str, Any]) -> str:
         notes.append(f"empty DAG's process_batch, for comparison: in proc {fb['in_process_seconds']:.2f} s "
                      f"(start {fp['start']:.3f}, parse {fp['parse']:.3f}, push_comms {fp['push_comms']:.3f}, "
                      f"finish {fp['finish']:.3f}), CPU {fb['cpu_seconds']:.2f} s, TI {fb['ti_seconds']:.2f} s")
+    for name, batch in (("process_batch", result["tasks"].get("process_batch", {})), ("empty DAG's", floor_batch)):
+        if batch.get("message_seconds"):
+            notes.append(f"{name} supervisor round trips per process (mean count, ms): " + ", ".join(
+                f"{kind} {batch['messages'][kind]:.2g} {seconds * 1000:.0f}" for kind, seconds in
+                sorted(batch["message_seconds"].items(), key=lambda item: -item[1])))
     imports = {task: entry["imports"] for task, entry in result["tasks"].items() if entry.get("imports")}
     for task, times in imports.items():
         notes.append(f"{task} imports: " + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in times.items()))

@@ -89,6 +89,7 @@ def test_airflow_runs_print_their_profile_bounds_and_metadata(bench_run: dict[st
         assert batch["imports"]["phone_sync.fhir.client"] > 0
         assert batch["profile"]["http_fhir"] > 0
         assert batch["profile"]["unseal"] > 0
+        assert batch["message_seconds"]["GetXCom"] > 0, f"{key}: its supervisor round trips timed by kind"
         # A batch writes its statuses with the light Sheets client: the Google provider costs 1.2 s of CPU and
         # 35 MiB in each of hundreds of processes (it crept in once through an import of sheets.statuses).
         heavy = {"gspread", "airflow.providers.google.common.hooks.base_google", "phone_sync.sheets.hook"}
@@ -102,6 +103,7 @@ def test_airflow_runs_print_their_profile_bounds_and_metadata(bench_run: dict[st
         assert result["fhir_bound_seconds"] > 0
     assert "Where each task process's time goes" in out
     assert "lower bounds: empty DAG" in out
+    assert "process_batch supervisor round trips per process (mean count, ms): " in out
     assert "not needed by a batch" in out
     assert "Targets (a miss is a finding, not an error)" in out
 

@@ -56,8 +56,6 @@ _phase = "start"
 _seconds: dict[str, float] = defaultdict(float)
 _calls: dict[str, int] = defaultdict(int)
 _imports: dict[str, float] = {}
-_messages: dict[str, int] = defaultdict(int)  # supervisor messages sent, by kind (most become an API call)
-_message_seconds: dict[str, float] = defaultdict(float)  # their round trips' wall time, by kind
 _marks: dict[str, float] = {}
 _in_runner = False
 
@@ -96,25 +94,13 @@ def _phased(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _timed_send(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The supervisor comms' ``send``, timed into its phase (:func:`_comms_key`) and by message kind."""
-
-    @functools.wraps(fn)
-    def wrapper(comms: Any, msg: Any, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return fn(comms, msg, *args, **kwargs)
-        finally:
-            elapsed = time.perf_counter() - started
-            _add(_comms_key(comms, msg), elapsed)
-            _message_seconds[type(msg).__name__] += elapsed
-
-    return wrapper
+def _message_key(comms: Any, msg: Any) -> str:
+    """A supervisor message by kind (most become an API call): ``message:GetXCom``."""
+    return f"message:{type(msg).__name__}"
 
 
 def _comms_key(comms: Any, msg: Any) -> str:
     kind = type(msg).__name__
-    _messages[kind] += 1
     if kind in XCOM_READS:
         return f"xcom_read:{_phase}"
     if kind == "SetXCom":
@@ -141,7 +127,7 @@ def _install_runner_timers() -> None:
     task_runner._prepare = _phased("prepare", task_runner._prepare)
     task_runner._execute_task = _phased("execute", task_runner._execute_task)
     task_runner._push_xcom_if_needed = _phased("push", task_runner._push_xcom_if_needed)
-    comms.CommsDecoder.send = _timed_send(comms.CommsDecoder.send)
+    comms.CommsDecoder.send = _timed(_comms_key, _timed(_message_key, comms.CommsDecoder.send))
 
 
 def _install_work_timers() -> None:
@@ -239,8 +225,9 @@ def _record(task_instance: Any, state: str) -> None:
         "start": round(_marks.get("starting", created) - created, 4),
         "profile": _profile(),
         "imports": dict(_imports),
-        "messages": dict(_messages),
-        "message_seconds": {kind: round(seconds, 4) for kind, seconds in _message_seconds.items()},
+        "messages": {key.removeprefix("message:"): n for key, n in _calls.items() if key.startswith("message:")},
+        "message_seconds": {key.removeprefix("message:"): round(seconds, 4) for key, seconds in _seconds.items()
+                            if key.startswith("message:")},
         "calls": {key: _calls[key] for key in ("unseal", "seal", "pacing", "http_fhir", "http_token", "http_sheets")
                   if _calls.get(key)},
     }

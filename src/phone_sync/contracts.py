@@ -107,7 +107,7 @@ class Contract(BaseModel):
             )
         if found != cls.name:
             raise ContractError(f"expected XCom contract {cls.name!r}, found {found!r}")
-        opened = cls.sealed_fields and not public_only
+        opened = bool(cls.sealed_fields) and not public_only
         if opened:
             if sealer is None or "sealed" not in value:
                 raise ContractError(f"XCom contract {cls.name!r} carries patient data and must be opened with a key")

@@ -32,6 +32,13 @@ def test_identifier_cells_that_lost_digits_are_told_from_those_that_did_not():
     assert [value for value in kept if identifier_lost_digits(value)] == []
 
 
+def test_cells_read_by_the_hundred_thousand_are_not_copied():
+    """extract_rows holds every row at once: an ASCII identifier is the cell's own string, a feed date shared."""
+    cell = "".join(["3302", "011234567890"])  # built at run time, as a parsed API answer's strings are
+    assert identifier_text(cell) is cell
+    assert as_date(45413) is as_date(45413.0)
+
+
 def test_a1():
     assert [col_letter(n) for n in (1, 26, 27, 702, 703)] == ["A", "Z", "AA", "ZZ", "AAA"]
     assert cell_range("Pasien's", 3, 2) == "'Pasien''s'!C2:C"

@@ -6,6 +6,7 @@ import math
 import re
 import unicodedata
 from datetime import date, timedelta
+from functools import lru_cache
 
 from phone_sync.contracts import CellValue
 
@@ -21,7 +22,12 @@ _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T].*)?$")
 
 
 def ascii_digits(text: str) -> str:
-    """Full-width, Arabic-Indic and other Unicode decimal digits become ASCII digits (after NFKC normalisation)."""
+    """Full-width, Arabic-Indic and other Unicode decimal digits become ASCII digits (after NFKC normalisation).
+
+    ASCII text comes back as it is, the same object: 100,000 identifiers are not copied character by character.
+    """
+    if text.isascii():
+        return text
     text = unicodedata.normalize("NFKC", text)
     return "".join(
         str(unicodedata.decimal(ch)) if not ch.isascii() and unicodedata.decimal(ch, None) is not None else ch
@@ -80,6 +86,12 @@ def looks_rounded(digits: str) -> bool:
     return len(digits) >= ROUNDED_MIN_DIGITS and len(digits.rstrip("0")) <= ROUNDED_MAX_SIGNIFICANT
 
 
+@lru_cache(maxsize=10_000)
+def _serial_date(days: int) -> date:
+    """One ``date`` per serial number: a sheet's rows share a few feed dates, not 100,000."""
+    return SERIAL_EPOCH + timedelta(days=days)
+
+
 def as_date(value: CellValue) -> date | None:
     """A feed date from a date cell (serial number) or ISO text; ``None`` when it is neither.
 
@@ -91,7 +103,7 @@ def as_date(value: CellValue) -> date | None:
     if isinstance(value, int | float):
         if not 1 <= value < 2958466:  # 1899-12-31 .. 9999-12-31
             return None
-        return SERIAL_EPOCH + timedelta(days=int(value))
+        return _serial_date(int(value))
     match = _ISO_DATE.match(str(value).strip())
     if not match:
         return None

@@ -12,7 +12,7 @@ is untouched. When a task ends it appends one JSON line to ``$BENCH_TASK_FILE``:
                own ``import`` then finds them loaded: the same cost, moved and named)
 ``xcom_read``  round trips to the supervisor for XCom values (``GetXCom*``), in prepare and in the task
 ``xcom_write`` ``SetXCom`` round trips inside the task (side XComs); the return value's push is ``push``
-``unseal``     ``Sealer.open_json``; ``seal``: ``Sealer.seal_json`` (decrypt + decompress, compress + encrypt)
+``unseal``     ``Sealer.open_json``; ``seal``: ``Sealer.seal_json`` (open; serialise + seal)
 ``http_*``     requests on the wire (``requests.Session.send``): ``fhir``, ``token``, ``sheets``
 ``pacing``     ``RateLimiter.acquire`` waits (the region's request rate, shared by parallel batches)
 ``work``       the task callable minus all of the above: the work itself

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from collections.abc import Iterable
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -24,6 +25,11 @@ from phone_sync.errors import SetupError
 
 DEFAULT_KEY_CONN_ID = "phone_sync_phi_key"
 COMPRESSION_LEVEL = 6
+# A large value is sealed as several Fernet tokens, one per 64 KiB of compressed JSON, joined by "." (not in a
+# token's alphabet): Fernet copies its input about six times, and a 100,000-row value (2 MB compressed) sealed
+# as one token cost extract_rows 15 MiB at its peak. zlib's checksum over the whole value catches pieces
+# dropped, repeated or reordered.
+SEALED_PIECE_BYTES = 64 * 1024
 # Exactly one Fernet key: 32 bytes, url-safe base64 with its padding. Fernet alone would take "NEW;OLD",
 # "NEW OLD" or "NEW\nOLD" as NEW (base64 decoding stops at NEW's padding) and silently drop OLD.
 FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
@@ -31,6 +37,10 @@ FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
 
 class PhiKeyError(SetupError):
     """The PHI key connection is missing, malformed, or lacks the key that sealed a value."""
+
+
+class DamagedSealError(SetupError):
+    """A sealed value whose pieces open but do not make one value (some dropped, repeated or reordered)."""
 
 
 def new_key() -> str:
@@ -69,9 +79,19 @@ class Sealer:
         """A JSON-able value, sealed."""
         return self.seal_json(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
-    def seal_json(self, data: bytes) -> str:
-        """JSON bytes, compressed and encrypted: the Fernet token as text."""
-        return self._fernet.encrypt(zlib.compress(data, COMPRESSION_LEVEL)).decode("ascii")
+    def seal_json(self, data: bytes | Iterable[bytes]) -> str:
+        """JSON bytes, or the pieces of them (compressed as they come, never joined), compressed and encrypted:
+        the Fernet token as text."""
+        compressor = zlib.compressobj(COMPRESSION_LEVEL)
+        tokens: list[str] = []
+        pending = b""
+        for piece in [data] if isinstance(data, bytes) else data:
+            pending += compressor.compress(piece)
+            while len(pending) >= SEALED_PIECE_BYTES:
+                tokens.append(self._fernet.encrypt(pending[:SEALED_PIECE_BYTES]).decode("ascii"))
+                pending = pending[SEALED_PIECE_BYTES:]
+        tokens.append(self._fernet.encrypt(pending + compressor.flush()).decode("ascii"))
+        return ".".join(tokens)
 
     def open(self, token: str, what: str = "a sealed XCom value") -> Any:
         """The value :meth:`seal` sealed."""
@@ -79,14 +99,22 @@ class Sealer:
 
     def open_json(self, token: str, what: str = "a sealed XCom value") -> bytes:
         """The JSON bytes :meth:`seal_json` sealed; a wrong or missing key says which setting to fix."""
+        decompressor = zlib.decompressobj()
+        pieces: list[bytes] = []
         try:
-            data = self._fernet.decrypt(token.encode("ascii") if isinstance(token, str) else token)
-        except (InvalidToken, TypeError, ValueError):
+            for part in (token.decode("ascii") if isinstance(token, bytes) else token).split("."):
+                pieces.append(decompressor.decompress(self._fernet.decrypt(part.encode("ascii"))))
+            pieces.append(decompressor.flush())
+        except (InvalidToken, TypeError, ValueError, AttributeError):
             raise PhiKeyError(
                 f"{what} cannot be opened with the keys in {self.source}: the key that sealed it is not there "
                 "(after a rotation, keep the old key after the new one until the runs sealed with it are done)"
             ) from None
-        return zlib.decompress(data)
+        except zlib.error:
+            raise DamagedSealError(f"{what} is damaged: its sealed pieces do not make one value") from None
+        if not decompressor.eof or decompressor.unused_data:
+            raise DamagedSealError(f"{what} is damaged: its sealed pieces do not make one value")
+        return b"".join(pieces)
 
 
 def sealer_for(conn_id: str = DEFAULT_KEY_CONN_ID) -> Sealer:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from pydantic_core import from_json
 
-from phone_sync.contracts import VERSION, Batch, BatchRow, ContractError, WriteBack
-from phone_sync.crypto import Sealer, new_key
+from phone_sync import contracts
+from phone_sync.contracts import VERSION, Batch, BatchRow, ContractError, Extracted, ExtractedRow, RowRef, WriteBack
+from phone_sync.crypto import DamagedSealError, Sealer, new_key
 from phone_sync.errors import SetupError
 
 SEALER = Sealer.from_text(new_key())
@@ -45,3 +47,30 @@ def test_only_contracts_without_patient_data_travel_unsealed() -> None:
     assert Batch.sealed_fields == {"rows"}
     with pytest.raises(ContractError, match="must be opened with a key"):
         Batch.from_xcom(BATCH.to_xcom(SEALER))
+
+
+def _extracted(rows: int) -> Extracted:
+    return Extracted(
+        rows=[ExtractedRow(row=n, identifier=f"{n * 2654435761 % 10**16:016d}", phone=n * 7919) for n in range(rows)],
+        missing_feed_date=[RowRef(row=n, identifier=str(n)) for n in range(3)],
+    )
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2, 3, 5])
+def test_the_json_sealed_in_pieces_is_the_whole_contract(rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(contracts, "JSON_CHUNK_ITEMS", 2)  # chunk edges: none, one short, exact, several
+    value = _extracted(rows)
+    assert from_json(b"".join(value._json_pieces())) == value.model_dump(mode="json")
+    assert Extracted.from_xcom(value.to_xcom(SEALER), SEALER) == value
+
+
+def test_a_large_value_is_sealed_in_pieces_that_only_open_whole_and_in_order() -> None:
+    value = _extracted(40_000)
+    wire = value.to_xcom(SEALER)
+    pieces = wire["sealed"].split(".")
+    assert len(pieces) > 3, "one Fernet token of a whole 100,000-row value costs extract_rows 15 MiB at its peak"
+    assert Extracted.from_xcom(wire, SEALER) == value
+    for damaged in (pieces[:-1], pieces[1:], [pieces[1], pieces[0], *pieces[2:]], [*pieces, pieces[-1]]):
+        with pytest.raises(DamagedSealError, match="is damaged") as raised:
+            Extracted.from_xcom({**wire, "sealed": ".".join(damaged)}, SEALER)
+        assert isinstance(raised.value, SetupError)

@@ -1,8 +1,9 @@
 """The region's Sheets access token, shared with the batches so they can write progress without the Google client.
 
-Loading the Google provider and gspread costs a task process about 0.3 s and 35 MiB; a run has up to a thousand
-batch processes and each writes one small request. So ``extract_rows``, which holds the region's credentials
-(``GoogleBaseHook``: key file, Secret Manager, ADC, impersonation ...), leaves the access token it just used
+Loading gspread and google-auth costs a task process about 0.2 s and 11 MiB (and a connection that needs the
+Google provider 0.6 s and 27 MiB more); a run has up to a thousand batch processes and each writes one small
+request. So ``extract_rows``, which holds the region's credentials (``credentials.py``: a key, or anything
+``GoogleBaseHook`` reads), leaves the access token it just used
 in the Airflow Variable ``phone_sync__sheets_token__<conn_id>``, sealed with the region's PHI key like the
 FHIR token (``phone_sync.fhir.token_store``): the metadata DB, the Variables page and backups hold only
 ciphertext. Beside it, in clear: the Sheets API's base URL and when the token expires. A batch that finds no

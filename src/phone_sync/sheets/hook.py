@@ -1,7 +1,8 @@
 """SheetsHook: the one place that knows the region's Google connection and talks to Sheets.
 
-Credentials come from the Airflow Google connection through ``GoogleBaseHook`` (key file, key
-JSON, Secret Manager, ADC, impersonation, anonymous), with the spreadsheets scope. The extra
+Credentials come from the Airflow Google connection, with the spreadsheets scope: a service-account key
+or anonymous access built with google-auth, anything else the Google provider's ``GoogleBaseHook`` can
+read (Secret Manager, ADC, impersonation ...) through it (``credentials.py``). The extra
 ``sheets_api_url`` points gspread at a proxy or the local emulator; nothing else changes.
 
 The API calls the project makes are methods named after the Google provider's ``GSheetsHook``,
@@ -16,12 +17,14 @@ from typing import Any
 
 import google.auth.transport.requests
 import gspread
-from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+from airflow.sdk import BaseHook
+from google.auth.credentials import Credentials
 
 from phone_sync.http.pacing import Backoff, RateLimiter
 from phone_sync.http.retry import HttpRetry
 
 from .access import SheetsAccess
+from .credentials import credentials_for, get_field
 from .http_client import PUBLIC_SHEETS_URL, PacedHTTPClient
 
 QUOTA_BURST = 3
@@ -35,7 +38,7 @@ def quota_limiter(requests_per_minute: int, **clock: Any) -> RateLimiter:
     return RateLimiter(max(requests_per_minute - burst, 1) / 60.0, burst=burst, **clock)
 
 
-class SheetsHook(GoogleBaseHook):
+class SheetsHook(BaseHook):
     """gspread client for one region: paced to its quota, retrying politely, counting requests.
 
     :param gcp_conn_id: Airflow connection of type ``google_cloud_platform``.
@@ -56,10 +59,10 @@ class SheetsHook(GoogleBaseHook):
         *,
         backoff: Backoff | None = None,
         timeout: float = 60.0,
-        impersonation_chain: str | Sequence[str] | None = None,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(gcp_conn_id=gcp_conn_id, impersonation_chain=impersonation_chain, **kwargs)
+        super().__init__()
+        self.gcp_conn_id = gcp_conn_id
+        self.extras: dict[str, Any] = self.get_connection(gcp_conn_id).extra_dejson
         if requests_per_minute < 1:
             raise ValueError(f"requests_per_minute must be at least 1, got {requests_per_minute}")
         self.requests_per_minute = requests_per_minute
@@ -68,6 +71,18 @@ class SheetsHook(GoogleBaseHook):
         # One pacer and one set of counts for everything the hook sends.
         self.retry = HttpRetry(self.backoff, quota_limiter(requests_per_minute), service="Sheets")
         self._client: gspread.Client | None = None
+        self._credentials: Credentials | None = None
+
+    def _get_field(self, name: str, default: Any = None) -> Any:
+        """A field of the connection, read as the Google provider reads it."""
+        value = get_field(self.extras, name)
+        return default if value is None else value
+
+    def get_credentials(self) -> Credentials:
+        """The connection's credentials for :attr:`scopes`, built once per hook."""
+        if self._credentials is None:
+            self._credentials = credentials_for(self.gcp_conn_id, self.extras, self.scopes)
+        return self._credentials
 
     @property
     def scopes(self) -> Sequence[str]:

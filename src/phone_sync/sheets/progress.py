@@ -7,7 +7,7 @@ that moved, a header that moved, a refused or throttled request, or no share lef
 write-back, which follows moved rows and writes everything the batches did not. A preview writes its
 decision lines to the preview worksheet instead, at the lines ``clean_phones`` gave them (one request).
 
-No Sheets client is loaded (gspread and the Google provider cost a batch process 0.3 s and 35 MiB): the two
+No Sheets client is loaded (gspread and google-auth cost a batch process 0.2 s and 11 MiB): the two
 calls are plain HTTP through the project's retry path, with one attempt.
 """
 

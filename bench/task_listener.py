@@ -12,7 +12,8 @@ is untouched. When a task ends it appends one JSON line to ``$BENCH_TASK_FILE``:
                own ``import`` then finds them loaded: the same cost, moved and named)
 ``xcom_read``  round trips to the supervisor for XCom values (``GetXCom*``), in prepare and in the task
 ``xcom_write`` ``SetXCom`` round trips inside the task (side XComs); the return value's push is ``push``
-``unseal``     ``Sealer.open_json``; ``seal``: ``Sealer.seal_json`` (open; serialise + seal)
+``unseal``     ``Sealer.open_json`` and ``Contract._opened`` (open + validate); ``seal``: ``Sealer.seal_json``
+               (serialise + seal)
 ``http_*``     requests on the wire (``requests.Session.send``): ``fhir``, ``token``, ``sheets``
 ``pacing``     ``RateLimiter.acquire`` waits (the region's request rate, shared by parallel batches)
 ``work``       the task callable minus all of the above: the work itself
@@ -134,12 +135,15 @@ def _install_work_timers() -> None:
     """After the DAG file is parsed (these modules are loaded by then): sealing, HTTP, pacing."""
     import requests
 
+    from phone_sync.contracts import Contract
     from phone_sync.crypto import Sealer
     from phone_sync.http.pacing import RateLimiter
 
-    # The primitives: contracts call them directly, and seal/open go through them.
+    # The primitives: contracts call them directly, and seal/open go through them. A contract's sealed lines are
+    # opened and validated one at a time (``Contract._opened``): the two are timed together.
     Sealer.seal_json = _timed("seal", Sealer.seal_json)
     Sealer.open_json = _timed("unseal", Sealer.open_json)
+    Contract._opened = classmethod(_timed("unseal", Contract._opened.__func__))  # type: ignore[method-assign]
     requests.Session.send = _timed(_http_key, requests.Session.send)
     RateLimiter.acquire = _timed("pacing", RateLimiter.acquire)
 

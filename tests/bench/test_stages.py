@@ -94,7 +94,7 @@ def test_airflow_runs_print_their_profile_bounds_and_metadata(bench_run: dict[st
         # 35 MiB in each of hundreds of processes (it crept in once through an import of sheets.statuses).
         heavy = {"gspread", "airflow.providers.google.common.hooks.base_google", "phone_sync.sheets.hook"}
         assert not heavy & set(batch["modules"]), f"{key}: a batch process imported {heavy & set(batch['modules'])}"
-        # Tasks that touch no token: their sealing is the contracts' own (Sealer.seal_json / open_json).
+        # Tasks that touch no token: their sealing is the contracts' own (Sealer.seal_json / Contract._opened).
         assert result["tasks"]["extract_rows"]["profile"]["seal"] > 0, f"{key}: extract's sealing not timed"
         assert result["tasks"]["write_back_statuses"]["profile"]["unseal"] > 0, f"{key}: write-back's unsealing"
         assert result["xcom"]["sealed_bytes"] > 0

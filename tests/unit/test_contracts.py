@@ -57,11 +57,32 @@ def _extracted(rows: int) -> Extracted:
 
 
 @pytest.mark.parametrize("rows", [0, 1, 2, 3, 5])
-def test_the_json_sealed_in_pieces_is_the_whole_contract(rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_json_lines_sealed_are_the_whole_contract(rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(contracts, "JSON_CHUNK_ITEMS", 2)  # chunk edges: none, one short, exact, several
     value = _extracted(rows)
-    assert from_json(b"".join(value._json_pieces())) == value.model_dump(mode="json")
+    head, *lines = (from_json(line) for line in b"".join(value._json_lines()).split(b"\n"))
+    assert all(len(items) <= 2 for _, items in lines), "no line holds more than a chunk of a sealed list"
+    whole = {**head, "rows": [r for n, items in lines if n == "rows" for r in items]}
+    whole["missing_feed_date"] = [r for n, items in lines if n == "missing_feed_date" for r in items]
+    assert whole == value.model_dump(mode="json")
     assert Extracted.from_xcom(value.to_xcom(SEALER), SEALER) == value
+
+
+@pytest.mark.parametrize(
+    ("lines", "said"),
+    [
+        ([b"{}", b'["rows",[{"row":"second","identifier":"3303","phone":1}]]'], r"fields: rows\.0\.row\b"),
+        ([b"{}", b'["identifier",["3303"]]'], "not its JSON lines"),
+        ([b"{}", b'["rows",[{"row":2,"identif'], "not its JSON lines"),
+        ([b'["rows",[]]', b'["rows",[]]'], "not its JSON lines"),
+        ([b"{}", b'["rows",[]]'], r"fields: missing_feed_date\)"),
+    ],
+)
+def test_damaged_json_lines_fail_at_once_naming_the_field_never_the_data(lines: list[bytes], said: str) -> None:
+    wire = {**_extracted(0).to_xcom(SEALER), "sealed": SEALER.seal_json(b"\n".join(lines))}
+    with pytest.raises(ContractError, match=said) as raised:
+        Extracted.from_xcom(wire, SEALER)
+    assert "3303" not in str(raised.value)
 
 
 def test_a_large_value_is_sealed_in_pieces_that_only_open_whole_and_in_order() -> None:

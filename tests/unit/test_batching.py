@@ -230,3 +230,19 @@ def test_every_outcome_has_its_report_column() -> None:
     for outcome in Outcome:
         assert REPORT_COLUMNS.count(outcome.report_column) == 1, outcome
         assert outcome.report_column in COUNT_COLUMNS
+
+
+def test_rows_handed_out_as_they_are_cleaned_are_let_go_and_give_the_same_batches() -> None:
+    from phone_sync.pipeline.tasks import _drained
+
+    def rows() -> list[ExtractedRow]:
+        phones = ["081234567890", "tidak ada", "0812 3456 7891", "081234567892"]
+        return [selected(n, phones[n % 4], f"A{n % 7}", date(2026, 11, n % 5 + 1)) for n in range(2, 40)]
+
+    held = rows()
+    drained = clean_and_batch(_drained(held), PhoneRules(), RUN_DATE, 5)
+
+    assert held == [], "extract and clean never hold the rows as read beside what they become"
+    assert drained == clean_and_batch(rows(), PhoneRules(), RUN_DATE, 5)
+    assert len(drained.batches) == 2
+    assert {s.outcome for s in drained.decided} == {Outcome.INVALID_PHONE, Outcome.SKIPPED}

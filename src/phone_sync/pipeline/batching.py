@@ -7,6 +7,7 @@ numbers to the same patient.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -15,7 +16,8 @@ from phone_sync.contracts import Batch, BatchRow, ExtractedRow
 from phone_sync.outcomes import Outcome, Reason, Status
 from phone_sync.phones import clean_phone
 
-Candidate = tuple[ExtractedRow, str, str | None]  # a row, its cleaned phone, the cleaning note
+# A row's number, feed date, cleaned phone and cleaning note: not the row itself, so rows as read can be let go.
+Candidate = tuple[int, date | None, str, str | None]
 
 
 @dataclass(frozen=True)
@@ -24,12 +26,16 @@ class Cleaned:
     decided: list[Status]
 
 
-def _failed(row: ExtractedRow, identifier: str, outcome: Outcome, reason: Reason, detail: str | None = None) -> Status:
-    return Status(row=row.row, identifier=identifier, outcome=outcome, reason=reason, detail=detail)
+def _failed(row: int, identifier: str, outcome: Outcome, reason: Reason, detail: str | None = None) -> Status:
+    return Status(row=row, identifier=identifier, outcome=outcome, reason=reason, detail=detail)
 
 
 def clean_and_batch(
-    rows: list[ExtractedRow], rules: PhoneRules, fallback_date: date, batch_size: int, max_batches: int | None = None
+    rows: Iterable[ExtractedRow],
+    rules: PhoneRules,
+    fallback_date: date,
+    batch_size: int,
+    max_batches: int | None = None,
 ) -> Cleaned:
     """Clean every row, keep the latest row per identifier, and cut the rest into batches.
 
@@ -42,16 +48,16 @@ def clean_and_batch(
     for row in rows:
         identifier = row.identifier.strip()
         if not identifier:
-            decided.append(_failed(row, identifier, Outcome.FAILED, Reason.IDENTIFIER_MISSING))
+            decided.append(_failed(row.row, identifier, Outcome.FAILED, Reason.IDENTIFIER_MISSING))
             continue
         if row.identifier_lost_digits:  # as read, it may be another patient's identifier
-            decided.append(_failed(row, identifier, Outcome.FAILED, Reason.IDENTIFIER_LOST_DIGITS))
+            decided.append(_failed(row.row, identifier, Outcome.FAILED, Reason.IDENTIFIER_LOST_DIGITS))
             continue
         result = clean_phone(row.phone, rules.default_country, rules.output_format)
         if result.phone is None:
-            decided.append(_failed(row, identifier, Outcome.INVALID_PHONE, Reason.INVALID_PHONE, result.reason))
+            decided.append(_failed(row.row, identifier, Outcome.INVALID_PHONE, Reason.INVALID_PHONE, result.reason))
             continue
-        candidate = (row, result.phone, result.note)
+        candidate = (row.row, row.feed_date, result.phone, result.note)
         held = valid.setdefault(identifier, candidate)
         if isinstance(held, list):
             held.append(candidate)
@@ -62,18 +68,15 @@ def clean_and_batch(
     for identifier, held in valid.items():
         candidates = held if isinstance(held, list) else [held]
         # Latest feed date wins; on a tie (or no dates) the row lowest in the sheet.
-        ranked = sorted(candidates, key=lambda c: (c[0].feed_date or date.min, c[0].row))
-        winner, phone, note = ranked[-1]
-        effective = winner.feed_date or fallback_date
+        ranked = sorted(candidates, key=lambda c: (c[1] or date.min, c[0]))
+        row, feed_date, phone, note = ranked[-1]
+        effective = feed_date or fallback_date
         repeated = len(candidates) > 1
         winners.append(
-            BatchRow(
-                row=winner.row, identifier=identifier, phone=phone, effective=effective, note=note, repeated=repeated
-            )
+            BatchRow(row=row, identifier=identifier, phone=phone, effective=effective, note=note, repeated=repeated)
         )
         decided.extend(
-            _failed(loser, identifier, Outcome.SKIPPED, Reason.SUPERSEDED, str(winner.row))
-            for loser, _, _ in ranked[:-1]
+            _failed(loser, identifier, Outcome.SKIPPED, Reason.SUPERSEDED, str(row)) for loser, *_ in ranked[:-1]
         )
 
     winners.sort(key=lambda r: r.row)

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, AirflowTaskTimeout
 
@@ -168,12 +168,24 @@ def extract_rows(config: RegionConfig, context: Context) -> dict[str, Any]:
             sheets_requests=hook.request_count,
         )
         context["ti"].xcom_push(key=XComKey.FACTS, value=facts.to_xcom())
+        selected, missing = selection.rows, selection.missing_feed_date
+        del table, rows, selection  # the rows as read and not selected: at 100,000 rows, tens of MiB
         extracted = Extracted(
-            rows=[ExtractedRow.of(row) for row in selection.rows],
-            missing_feed_date=[RowRef(row=r.row, identifier=r.identifier) for r in selection.missing_feed_date],
+            rows=[ExtractedRow.of(row) for row in _drained(selected)],
+            missing_feed_date=[RowRef(row=r.row, identifier=r.identifier) for r in missing],
         )
-        del table, rows, selection  # the rows as read: at 100,000 rows, tens of MiB the sealing need not share
         return extracted.to_xcom(sealer)
+
+
+T = TypeVar("T")
+
+
+def _drained(items: list[T]) -> Iterator[T]:
+    """The items of ``items`` in order, each let go by the list as it is handed out (``items`` ends empty): a
+    caller that turns 100,000 rows into others never holds both whole."""
+    items.reverse()
+    while items:
+        yield items.pop()
 
 
 def _ready_for_progress(
@@ -209,14 +221,14 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Context) ->
         extracted = Extracted.from_xcom(extracted_xcom, sealer)
         fallback = config.local_date(_logical_moment(context))
         max_batches = time_limits.max_map_length()
-        cleaned = clean_and_batch(extracted.rows, config.phone, fallback, config.batch_size, max_batches)
+        cleaned = clean_and_batch(_drained(extracted.rows), config.phone, fallback, config.batch_size, max_batches)
         if cleaned.batches:
             _prime_fhir_token(config, sealer)
         decided = cleaned.decided + [
             Status(row=r.row, identifier=r.identifier, outcome=Outcome.FAILED, reason=Reason.FEED_DATE_MISSING)
             for r in extracted.missing_feed_date
         ]
-        del extracted  # the rows as read: at 100,000 rows ~25 MiB the sealing of the batches need not share
+        del extracted  # its rows were let go while cleaning; what is left (missing feed dates) is not needed either
         step_log.row_lines(TaskId.CLEAN, decided, region=config.region)
         counts = count(decided)
         invalid = [s.detail or "" for s in decided if s.outcome is Outcome.INVALID_PHONE]

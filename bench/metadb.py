@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
+from phone_sync import unseal
 from phone_sync.crypto import Sealer
 
 TABLES = {
@@ -63,7 +64,7 @@ def opened(value: Any, sealer: Sealer) -> Any:
     if isinstance(value, dict):
         if isinstance(value.get("sealed"), str) and "contract" in value:
             plain = {key: item for key, item in value.items() if key != "sealed"}
-            return plain | sealer.open(value["sealed"])
+            return plain | unseal.opened(value, sealer)
         return {key: opened(item, sealer) for key, item in value.items()}
     return value
 

@@ -98,3 +98,27 @@ def test_the_committed_summary_has_no_module_lists() -> None:
     summary = _summary(results)
     assert summary["scheduler"]["tasks"]["process_batch"] == {"count": 2}
     assert summary["scheduler"]["floor"]["tasks"]["process_batch"] == {"count": 2}
+
+
+def test_the_plain_size_of_a_sealed_xcom_is_its_contract_opened() -> None:
+    from datetime import date
+
+    from bench.metadb import opened
+    from phone_sync.contracts import Batch, Batches, BatchRef, BatchRow
+    from phone_sync.crypto import Sealer, new_key
+
+    sealer = Sealer.from_text(new_key())
+    row = BatchRow(row=2, identifier="33", phone="+62812", effective=date.today())
+    batch = Batch(index=0, label="rows 2-2", rows=[row])
+    ref = BatchRef(index=0, label="rows 2-2", size=1).to_xcom()
+
+    (batches,) = Batches.by_key([batch]).values()
+    plain = opened({"wrapped": [batches.to_xcom(sealer), ref]}, sealer)["wrapped"]
+
+    assert plain[0]["batches"][0]["rows"] == [
+        {"row": 2, "identifier": "33", "phone": "+62812", "effective": date.today().isoformat(), "note": None,
+         "repeated": False}
+    ]
+    assert plain[0]["contract"] == "batches"
+    assert "sealed" not in plain[0]
+    assert plain[1] == ref

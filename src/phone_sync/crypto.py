@@ -82,7 +82,7 @@ class Sealer:
 
     def seal_json(self, data: bytes | Iterable[bytes]) -> str:
         """JSON bytes, or the pieces of them (compressed as they come, never joined), compressed and encrypted:
-        the Fernet token as text."""
+        the Fernet tokens as text, joined by "." (one token for a value under 64 KiB compressed)."""
         compressor = zlib.compressobj(COMPRESSION_LEVEL)
         tokens: list[str] = []
         pending = b""

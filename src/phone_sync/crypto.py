@@ -122,9 +122,9 @@ class Sealer:
             yield opened
         with self._explained(what):
             rest = decompressor.flush()
+            if not decompressor.eof or decompressor.unused_data:
+                raise zlib.error("the pieces end before, or after, the value")
         yield rest
-        if not decompressor.eof or decompressor.unused_data:
-            raise DamagedSealError(f"{what} is damaged: its sealed pieces do not make one value")
 
     @contextmanager
     def _explained(self, what: str) -> Iterator[None]:

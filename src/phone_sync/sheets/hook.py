@@ -73,10 +73,9 @@ class SheetsHook(BaseHook):
         self._client: gspread.Client | None = None
         self._credentials: Credentials | None = None
 
-    def _get_field(self, name: str, default: Any = None) -> Any:
-        """A field of the connection, read as the Google provider reads it."""
-        value = get_field(self.extras, name)
-        return default if value is None else value
+    def _get_field(self, name: str) -> Any:
+        """A field of the connection, read as the Google provider reads it (``None`` when unset)."""
+        return get_field(self.extras, name)
 
     def get_credentials(self) -> Credentials:
         """The connection's credentials for :attr:`scopes`, built once per hook."""
@@ -87,7 +86,7 @@ class SheetsHook(BaseHook):
     @property
     def scopes(self) -> Sequence[str]:
         """The spreadsheets scope, unless the connection names its own ``scope`` extra."""
-        configured = self._get_field("scope", None)
+        configured = self._get_field("scope")
         if configured:
             return [s.strip() for s in str(configured).split(",") if s.strip()]
         return [SPREADSHEETS_SCOPE]
@@ -95,7 +94,7 @@ class SheetsHook(BaseHook):
     @property
     def api_url(self) -> str:
         """Base URL of the Sheets API: connection extra ``sheets_api_url`` or Google's endpoint."""
-        return str(self._get_field("sheets_api_url", None) or PUBLIC_SHEETS_URL).rstrip("/")
+        return str(self._get_field("sheets_api_url") or PUBLIC_SHEETS_URL).rstrip("/")
 
     def get_conn(self) -> gspread.Client:
         """One gspread client per hook, so pacing and counts cover everything the hook sends."""

@@ -21,13 +21,16 @@ class SharedRate:
 
     A fixed share (``total / most``) leaves a slot's part unused from one batch's last request to the next
     batch's first: behind a one-identifier-per-request gateway, about 2.8 s per batch, 66 s of a 944-s run at
-    20 requests per second. So a process that pacing holds back (or that runs above the fixed share) counts
-    the processes running now, at most every ``refresh`` seconds, and takes ``total / count``.
+    20 requests per second. So a process that pacing holds back counts the processes running now, at most
+    every ``probe`` seconds, and takes ``total / count``; above the fixed share it trusts a count only
+    ``refresh`` seconds.
 
     The total stays the ceiling: a process starts at the fixed share and sends its first request no sooner
-    than ``refresh + margin`` after it began running (``began``, when the others can count it), by when every
-    process on a larger share has counted it and slowed down (a process that finds itself alone need not wait).
-    A count that fails means the fixed share.
+    than ``refresh + 1 / fixed share`` after it began running (``began``, when the others can count it). By
+    then every process above the fixed share has counted it and slowed down: its count is at most ``refresh``
+    old when it decides a request's wait, and that wait is shorter than one request at the fixed share. A
+    batch process needs longer than that to start (parse the DAG, read its rows), so it seldom waits; a
+    process that finds itself alone need not wait at all. A count that fails means the fixed share.
     """
 
     def __init__(
@@ -37,8 +40,8 @@ class SharedRate:
         running: Callable[[], int],
         *,
         began: float,
-        refresh: float = 0.5,
-        margin: float = 0.3,
+        refresh: float = 0.3,
+        probe: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if total <= 0 or most < 1:
@@ -46,10 +49,10 @@ class SharedRate:
         self.total, self.most = total, most
         self.fixed = total / most
         self.rate = self.fixed
-        self._ready_at: float | None = began + refresh + margin
+        self._ready_at: float | None = began + refresh + 1 / self.fixed
         self.counts = 0  # how often the running processes were counted
         self._running = running
-        self._refresh = refresh
+        self._refresh, self._probe = refresh, probe
         self._clock = clock
         self._counted_at = began
 
@@ -67,7 +70,8 @@ class SharedRate:
     def update(self, *, limited: bool) -> float:
         """The rate for the next request; ``limited``: pacing would make it wait at the current rate."""
         now = self._clock()
-        if (limited or self.rate > self.fixed) and now - self._counted_at >= self._refresh:
+        age = now - self._counted_at
+        if (self.rate > self.fixed and age >= self._refresh) or (limited and age >= self._probe):
             self._count(now)
         return self.rate
 

@@ -8,6 +8,7 @@ where they are (connections come as ``AIRFLOW_CONN_*`` environment variables).
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,13 +37,35 @@ class FakeTaskInstance:
         return [value for _, value in found]
 
 
+class DiskTaskInstance:
+    """A TaskInstance whose XComs live in a SQLite file, as in Airflow's metadata database: each task process
+    of the memory stage pulls (and parses) only what it asks for, when it asks."""
+
+    def __init__(self, path: str, task_id: str, map_index: int = -1) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("CREATE TABLE IF NOT EXISTS xcom (task_id TEXT, key TEXT, map_index INT, value TEXT)")
+        self.task_id, self.map_index = task_id, map_index
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT INTO xcom VALUES (?, ?, ?, ?)", (self.task_id, key, self.map_index, json.dumps(value)))
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value", map_indexes: int | None = None) -> Any:
+        query = "SELECT map_index, value FROM xcom WHERE task_id = ? AND key = ?"
+        found = self.db.execute(query + " ORDER BY map_index", (task_ids, key)).fetchall()
+        if map_indexes is not None:
+            return next((json.loads(value) for index, value in found if index == map_indexes), None)
+        if len(found) == 1 and found[0][0] == -1:
+            return json.loads(found[0][1])
+        return [json.loads(value) for _, value in found]
+
+
 class FakeDagRun:
     def __init__(self, run_after: datetime) -> None:
         self.run_after = run_after
         self.start_date = datetime.now(UTC)
 
 
-def _context(spec: dict[str, Any], ti: FakeTaskInstance, dag_run: FakeDagRun | None = None) -> dict[str, Any]:
+def _context(spec: dict[str, Any], ti: Any, dag_run: FakeDagRun | None = None) -> dict[str, Any]:
     moment = datetime.fromisoformat(spec["logical_date"])
     return {"ti": ti, "logical_date": moment, "dag_run": dag_run or FakeDagRun(moment), "run_id": "bench__inprocess"}
 
@@ -121,33 +144,73 @@ def stage_dagtest(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def stage_extract(spec: dict[str, Any]) -> dict[str, Any]:
-    """``extract_rows`` as its task process runs it, its XCom written to a file for ``clean``."""
+    """``extract_rows`` as its task process runs it; its XComs go to the file the next stages read."""
+    from phone_sync.contracts import TaskId
     from phone_sync.pipeline import tasks
     from phone_sync.regions import load_region
 
     config = load_region(Path(spec["region_file"]))
-    ti = FakeTaskInstance({}, "memory")
+    ti = DiskTaskInstance(spec["xcom_db"], TaskId.EXTRACT)
     floor = current_rss_mib()
     started = time.perf_counter()
     text = json.dumps(tasks.extract_rows(config, _context(spec, ti)))
     seconds = time.perf_counter() - started
-    Path(spec["xcom_file"]).write_text(text)
+    ti.xcom_push("return_value", json.loads(text))
     return {"seconds": seconds, "import_rss_mib": floor, "xcom_bytes": len(text)}
 
 
 def stage_clean(spec: dict[str, Any]) -> dict[str, Any]:
     """``clean_phones`` on the extract's XCom, as its own task process runs it."""
+    from phone_sync.contracts import TaskId
     from phone_sync.pipeline import tasks
     from phone_sync.regions import load_region
 
     config = load_region(Path(spec["region_file"]))
-    ti = FakeTaskInstance({}, "memory")
+    ti = DiskTaskInstance(spec["xcom_db"], TaskId.CLEAN)
     floor = current_rss_mib()
     started = time.perf_counter()
-    extracted = json.loads(Path(spec["xcom_file"]).read_text())
-    batches = json.dumps(tasks.clean_phones(config, extracted, _context(spec, ti)))
+    extracted = ti.xcom_pull(TaskId.EXTRACT, map_indexes=-1)
+    refs = tasks.clean_phones(config, extracted, _context(spec, ti))
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "import_rss_mib": floor, "xcom_bytes": len(batches)}
+    ti.xcom_push("return_value", refs)
+    return {"seconds": seconds, "import_rss_mib": floor, "xcom_bytes": len(json.dumps(refs))}
+
+
+def stage_unwritten_results(spec: dict[str, Any]) -> dict[str, Any]:
+    """Each batch's result as if every patient was updated and no batch found room in the Sheets quota to
+    write its statuses (the most write-back can have to write): no FHIR server needed."""
+    from phone_sync.contracts import BatchResult, TaskId
+    from phone_sync.crypto import sealer_for
+    from phone_sync.outcomes import Outcome, Status
+    from phone_sync.pipeline.run_xcom import RunXCom
+    from phone_sync.regions import load_region
+
+    config = load_region(Path(spec["region_file"]))
+    sealer = sealer_for(config.phi_key_conn_id)
+    xcom = RunXCom(DiskTaskInstance(spec["xcom_db"], TaskId.BATCH), sealer)
+    for ref in xcom.refs():
+        batch = xcom.batch(ref.index)
+        assert batch is not None
+        statuses = [Status(row=r.row, identifier=r.identifier, outcome=Outcome.UPDATED, batch=ref.index)
+                    for r in batch.rows]
+        result = BatchResult(index=ref.index, statuses=statuses, counts={Outcome.UPDATED: len(statuses)},
+                             left=[s.row for s in statuses], stats={"requests_search": 1.0}, sheets_requests=0)
+        DiskTaskInstance(spec["xcom_db"], TaskId.BATCH, ref.index).xcom_push("return_value", result.to_xcom(sealer))
+    return {"batches": len(xcom.refs())}
+
+
+def stage_write_back(spec: dict[str, Any]) -> dict[str, Any]:
+    """``write_back_statuses`` as its task process runs it, on the XComs of the stages before."""
+    from phone_sync.contracts import TaskId
+    from phone_sync.pipeline import tasks
+    from phone_sync.regions import load_region
+
+    config = load_region(Path(spec["region_file"]))
+    ti = DiskTaskInstance(spec["xcom_db"], TaskId.WRITE_BACK)
+    floor = current_rss_mib()
+    started = time.perf_counter()
+    result = tasks.write_back_statuses(config, _context(spec, ti))
+    return {"seconds": time.perf_counter() - started, "import_rss_mib": floor, "written": result["written"]}
 
 
 STAGES = {
@@ -156,6 +219,8 @@ STAGES = {
     "dagtest": stage_dagtest,
     "extract": stage_extract,
     "clean": stage_clean,
+    "unwritten_results": stage_unwritten_results,
+    "write_back": stage_write_back,
 }
 
 

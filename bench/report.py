@@ -224,8 +224,8 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"peak task process RSS at {result['rows']:,} rows ({result['name']})", peak, f"<= {BUDGET_MIB} MiB",
             peak <= BUDGET_MIB)
     for probe in results.get("memory", []):
-        peak = max(probe["extract_peak_rss_mib"], probe["clean_peak_rss_mib"])
-        add(f"extract + clean of {probe['rows']:,} rows (peak of the two task processes)", peak,
+        peak = max(probe["extract_peak_rss_mib"], probe["clean_peak_rss_mib"], probe["write_back_peak_rss_mib"])
+        add(f"extract, clean and write-back of {probe['rows']:,} rows (peak of the three task processes)", peak,
             f"<= {BUDGET_MIB} MiB", peak <= BUDGET_MIB)
     return out
 
@@ -239,12 +239,14 @@ def format_verdicts(items: list[dict[str, Any]]) -> str:
 
 def format_memory(probes: list[dict[str, Any]]) -> str:
     lines = ["rows     | extract peak / after imports (MiB) | clean peak / after imports (MiB) "
-             "| XCom extract/clean (MiB)"]
+             "| write-back peak / after imports (MiB), statuses | XCom extract/clean (MiB)"]
     for p in probes:
         lines.append(
             f"{p['rows']:>8,} | {p['extract_peak_rss_mib']:>7.1f} / {p['extract_import_rss_mib']:<7.1f} "
             f"({p['extract_seconds']:.1f} s)   | {p['clean_peak_rss_mib']:>7.1f} / {p['clean_import_rss_mib']:<7.1f} "
-            f"({p['clean_seconds']:.1f} s) | {p['extract_xcom_mib']:.1f} / {p['clean_xcom_mib']:.1f}"
+            f"({p['clean_seconds']:.1f} s) | {p['write_back_peak_rss_mib']:>7.1f} / "
+            f"{p['write_back_import_rss_mib']:<7.1f} ({p['write_back_seconds']:.1f} s), "
+            f"{p['write_back_statuses']:,} | {p['extract_xcom_mib']:.1f} / {p['clean_xcom_mib']:.1f}"
         )
     return "\n".join(lines)
 

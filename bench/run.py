@@ -169,7 +169,8 @@ def finish(results: dict[str, Any], workdir: Path, publish: bool) -> None:
     if runs:
         print("\nMetadata database, XCom and requests per run:\n" + report.format_metadata(results))
     if results.get("memory"):
-        print("\nExtract and clean, each in its own process as in Airflow:\n" + report.format_memory(results["memory"]))
+        print("\nExtract, clean and write-back, each in its own process as in Airflow:\n"
+              + report.format_memory(results["memory"]))
     if results.get("gateway"):
         print("\nThe all-refusals gateway beside its lower bound:\n" + gateway.format_gateway(results["gateway"]))
     print("\nTargets (a miss is a finding, not an error):\n" + report.format_verdicts(results["targets"]))

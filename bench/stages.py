@@ -109,7 +109,8 @@ def _project_result(name: str, scenario: Scenario, seconds: float, counts: dict[
 
 
 def memory(config: RegionConfig, region_file: Path, workdir: Path, rows: int) -> dict[str, Any]:
-    """Peak RSS of the extract and the clean task processes for ``rows`` sheet rows."""
+    """Peak RSS of the extract, clean and write-back task processes for ``rows`` sheet rows; write-back writes
+    every status (as when no batch found room in the Sheets quota to write its own)."""
     from bench.common import server_args
 
     scenario = generate(rows, seed=11)
@@ -130,9 +131,12 @@ def memory(config: RegionConfig, region_file: Path, workdir: Path, rows: int) ->
                                                             "password": "memory-probe"}),
         }
         spec = {"region_file": str(region_file), "logical_date": logical_date(scenario),
-                "xcom_file": str(workdir / "extract.xcom.json")}
+                "xcom_db": str(workdir / "xcom.sqlite")}
+        (workdir / "xcom.sqlite").unlink(missing_ok=True)
         extract = run_child("extract", spec, workdir, env=env)
         clean = run_child("clean", spec, workdir, env=env)
+        run_child("unwritten_results", spec, workdir, env=env)
+        write_back = run_child("write_back", spec, workdir, env=env)
     batches = math.ceil(sum(1 for e in scenario.expected.values() if e.kind != "blank") / config.batch_size)
     return {
         "rows": rows,
@@ -145,6 +149,10 @@ def memory(config: RegionConfig, region_file: Path, workdir: Path, rows: int) ->
         "clean_import_rss_mib": round(clean["import_rss_mib"], 1),
         "clean_seconds": round(clean["seconds"], 2),
         "clean_xcom_mib": round(clean["xcom_bytes"] / 2**20, 2),
+        "write_back_peak_rss_mib": round(write_back["peak_rss_mib"], 1),
+        "write_back_import_rss_mib": round(write_back["import_rss_mib"], 1),
+        "write_back_seconds": round(write_back["seconds"], 2),
+        "write_back_statuses": write_back["written"],
     }
 
 

@@ -34,7 +34,7 @@ from phone_sync.crypto import Sealer
 from phone_sync.errors import SetupError
 from phone_sync.outcomes import Outcome, Status
 
-VERSION = 3
+VERSION = 4
 
 # A cell as the Sheets API returns it unformatted.
 CellValue = str | int | float | bool | None
@@ -238,12 +238,15 @@ class BatchRow:
 
 
 class BatchRef(Contract):
-    """clean_phones -> process_batch: what a mapped batch is handed (its rows wait under :func:`batch_key`)."""
+    """clean_phones -> process_batch: what a mapped batch is handed (its rows wait under :func:`batch_key`), and
+    where its statuses go (the run's columns, from :class:`RunFacts`: a batch needs no other XCom for them)."""
 
     name = "batch_ref"
     index: int
     label: str  # "rows 2-101": the grid's name of the mapped task
     size: int  # rows in the batch
+    identifier_column: int  # as RunFacts
+    columns: dict[str, int]  # as RunFacts
 
 
 class Batch(Contract):

@@ -35,7 +35,9 @@ RESULTS = {
         "repeats": [{"ratio": 1.25}, {"ratio": 1.6}, {"ratio": 1.1}],
     },
     "sheets_quota_per_minute": 60,
-    "memory": [{"rows": 100_000, "extract_peak_rss_mib": 250.0, "clean_peak_rss_mib": 300.0}],
+    "memory": [
+        {"rows": 100_000, "extract_peak_rss_mib": 250.0, "clean_peak_rss_mib": 300.0, "write_back_peak_rss_mib": 210.0}
+    ],
 }
 
 
@@ -64,7 +66,7 @@ def test_verdicts_name_what_is_missed_with_the_figure():
     }
     sheets = verdicts["Sheets requests in the run's busiest minute (whole DAG, scheduler (LocalExecutor))"]
     assert (sheets["measured"], sheets["met"]) == (61, False), "one over the quota is a miss"
-    memory = verdicts["extract + clean of 100,000 rows (peak of the two task processes)"]
+    memory = verdicts["extract, clean and write-back of 100,000 rows (peak of the three task processes)"]
     assert (memory["measured"], memory["met"]) == (300.0, False)
     assert "[MISSED]" in report.format_verdicts(report.verdicts(RESULTS))
 
@@ -110,7 +112,7 @@ def test_the_plain_size_of_a_sealed_xcom_is_its_contract_opened() -> None:
     sealer = Sealer.from_text(new_key())
     row = BatchRow(row=2, identifier="33", phone="+62812", effective=date.today())
     batch = Batch(index=0, label="rows 2-2", rows=[row])
-    ref = BatchRef(index=0, label="rows 2-2", size=1).to_xcom()
+    ref = BatchRef(index=0, label="rows 2-2", size=1, identifier_column=1, columns={"identifier": 1}).to_xcom()
 
     (batches,) = Batches.by_key([batch]).values()
     plain = opened({"wrapped": [batches.to_xcom(sealer), ref]}, sealer)["wrapped"]

@@ -75,6 +75,15 @@ def test_every_stage_runs_and_the_run_exits_0(bench_run: dict[str, Any]) -> None
         assert results[key]["fhir_tokens"] == 1, f"{key}: OAuth2, one shared token per run"
 
 
+def test_the_memory_stage_measures_write_back_writing_every_status(bench_run: dict[str, Any]) -> None:
+    from localservers.scenario import generate
+
+    (probe,) = bench_run["results"]["memory"]
+    scenario = generate(probe["rows"], seed=11)
+    assert probe["write_back_statuses"] == sum(1 for e in scenario.expected.values() if e.kind != "blank")
+    assert probe["write_back_peak_rss_mib"] >= probe["write_back_import_rss_mib"] > 0
+
+
 def test_no_stage_touches_the_users_airflow_home(bench_run: dict[str, Any]) -> None:
     assert not (bench_run["home"] / "airflow").exists(), "a stage created ~/airflow"
 
@@ -90,6 +99,9 @@ def test_airflow_runs_print_their_profile_bounds_and_metadata(bench_run: dict[st
         assert batch["profile"]["http_fhir"] > 0
         assert batch["profile"]["unseal"] > 0
         assert batch["message_seconds"]["GetXCom"] > 0, f"{key}: its supervisor round trips timed by kind"
+        # Each API round trip costs a batch 40-90 ms on a loaded deployment: a batch pulls its mapped reference
+        # (which says where its statuses go) and its rows' key, nothing else.
+        assert batch["messages"]["GetXCom"] == 2, f"{key}: {batch['messages']}"
         # A batch writes its statuses with the light Sheets client: the Google provider costs 1.2 s of CPU and
         # 35 MiB in each of hundreds of processes (it crept in once through an import of sheets.statuses).
         heavy = {"gspread", "airflow.providers.google.common.hooks.base_google", "phone_sync.sheets.hook"}

@@ -59,7 +59,8 @@ def run_store(
     clean = FakeTaskInstance(store, TaskId.CLEAN)
     for key, group in Batches.by_key(batches).items():
         clean.xcom_push(key, group.to_xcom(SEALER))
-    refs = [BatchRef(index=b.index, label=b.label, size=len(b.rows)).to_xcom() for b in batches]
+    where = {"identifier_column": 1, "columns": {"identifier": 1}}
+    refs = [BatchRef(index=b.index, label=b.label, size=len(b.rows), **where).to_xcom() for b in batches]
     clean.xcom_push("return_value", refs)
     decided = [Status(row=1000, identifier="x", outcome=Outcome.INVALID_PHONE, reason=Reason.INVALID_PHONE)]
     clean.xcom_push(XComKey.DECIDED, Decided(statuses=decided, counts=count(decided)).to_xcom(SEALER))

@@ -218,6 +218,9 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Context) ->
     """Clean and de-duplicate; push each batch and the statuses decided here, return the batch refs to map over."""
     with step(config, context, TaskId.CLEAN):
         sealer = _sealer(config)
+        facts = RunXCom(context["ti"]).facts()  # pushed by extract_rows before it succeeded
+        if facts is None:
+            raise AirflowFailException("the run's facts are not in XCom; clear the whole run")
         extracted = Extracted.from_xcom(extracted_xcom, sealer)
         fallback = config.local_date(_logical_moment(context))
         max_batches = time_limits.max_map_length()
@@ -254,7 +257,16 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Context) ->
             ti.xcom_push(key=key, value=group.to_xcom(sealer))
         lines = [line[s.row] for s in decided] if line else []
         ti.xcom_push(key=XComKey.DECIDED, value=Decided(statuses=decided, counts=counts, lines=lines).to_xcom(sealer))
-        return [BatchRef(index=b.index, label=b.label, size=len(b.rows)).to_xcom() for b in batches]
+        return [
+            BatchRef(
+                index=b.index,
+                label=b.label,
+                size=len(b.rows),
+                identifier_column=facts.identifier_column,
+                columns=facts.columns,
+            ).to_xcom()
+            for b in batches
+        ]
 
 
 def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict[str, Any]:
@@ -269,8 +281,8 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
         sealer = _sealer(config)
         ref = BatchRef.from_xcom(ref_xcom)
         xcom = RunXCom(context["ti"], sealer)
-        batch, facts = xcom.batch(ref.index), xcom.facts()
-        if batch is None or facts is None:
+        batch = xcom.batch(ref.index)
+        if batch is None:
             raise AirflowFailException(f"batch {ref.label}: its rows are not in XCom; clear the whole run")
         preview = _controls(config, context).preview
         rate = _fhir_rate(config, context)
@@ -285,7 +297,7 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
             raise
         step_log.row_lines("batch", statuses)
         cells = _status_cells(config, context["run_id"], statuses)
-        progress = batch_progress(config, context, facts, batch, statuses, cells, sealer, preview=preview)
+        progress = batch_progress(config, context, ref, batch, statuses, cells, sealer, preview=preview)
         counts = count(statuses)
         profile = client.profile.describe()
         step_log.summary(

@@ -68,6 +68,10 @@ def test_a_status_is_only_ever_placed_beside_its_own_identifier(before, after):
             assert len(offsets) == 1 or len(mine) == after.count(ident) == before.count(ident)
         if not ident:
             assert not moved, "a row read without identifier is never followed"
+        rows = [row for row, value in enumerate(before, start=2) if value == ident]
+        if all(0 <= row - 2 < len(after) and after[row - 2] == ident for row in rows):
+            assert [old for old, _ in mine] == rows, "statuses still where they were read are placed"
+            assert not moved, "and stay there"
 
 
 @given(st.lists(st.integers(min_value=2, max_value=400), unique=True, max_size=200), st.integers(400, 3000))

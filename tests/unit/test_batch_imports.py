@@ -22,7 +22,7 @@ from phone_sync.sheets import access, placement, quota
 from phone_sync.sheets import progress as live
 
 config = load_region(Path("include/regions/demo.json"))
-tasks._status_cells(config, "manual__1", [Status(row=2, identifier="3201010101010001", outcome=Outcome.UPDATED)])
+tasks._status_cell(config, "manual__1")(Status(row=2, identifier="3201010101010001", outcome=Outcome.UPDATED))
 placement.line_ranges("phone_sync_preview", [(2, ["2", "x", "y", "z", "r"])])
 print(sorted(m for m in {HEAVY!r} if m in sys.modules))
 """

@@ -103,6 +103,24 @@ def test_write_back_writes_decided_statuses_and_only_what_batches_left() -> None
     assert collected.not_processed == []
 
 
+def test_each_result_is_opened_as_its_statuses_are_kept_then_let_go() -> None:
+    """Write-back keeps each status as its cell: at 100,000 rows every batch's statuses and their cells at once
+    were tens of MiB, the top of the task's memory."""
+    batches = [batch(0, range(2, 5)), batch(1, range(5, 8))]
+    ti = run_store(batches, {0: (updated(batches[0]), [2, 3, 4]), 1: (updated(batches[1]), [5, 6, 7])}, {})
+    xcom = RunXCom(ti, SEALER)
+    still_sealed: list[int] = []
+
+    def keep(status: Status) -> int:
+        still_sealed.append(len(xcom._sealed_results))
+        return status.row
+
+    pending = to_write(xcom, opened(xcom), xcom.refs(), keep=keep)
+
+    assert pending.collected.statuses == [1000, 2, 3, 4, 5, 6, 7]
+    assert still_sealed == [2, 1, 1, 1, 0, 0, 0], "a result is opened when its statuses are kept, then let go"
+
+
 def test_a_failed_batch_opens_only_its_own_rows_and_says_why() -> None:
     batches = [batch(0, range(2, 5)), batch(1, range(5, 8)), batch(2, range(8, 10))]
     refused = Failure(task=TaskId.BATCH, reason="connection 'fhir_demo': credentials refused", setup=True)

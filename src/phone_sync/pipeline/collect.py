@@ -13,18 +13,25 @@ tasks) and rerunning the report gives a row that counts what the cleared batch d
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from phone_sync.contracts import Batch, BatchRef, BatchResult, Decided, Failure
 from phone_sync.outcomes import Outcome, Reason, Status
 from phone_sync.pipeline.run_xcom import RunXCom
 from phone_sync.report import Tally
 
+S = TypeVar("S")
+
+
+def _as_is(status: Status) -> Status:
+    return status
+
 
 @dataclass(frozen=True)
-class Collected:
-    statuses: list[Status]  # every status to write: decided ones first, then what the batches left
+class Collected(Generic[S]):
+    statuses: list[S]  # every status to write, as ``keep`` made it: decided ones first, then what batches left
     not_processed: list[Status]  # the rows of failed batches (also in ``statuses``)
     failed_labels: list[str]  # "rows 2-101" of each failed batch
     problem: str | None = None  # the first set-up failure among the batches ("process_batch: ..."), if any
@@ -37,17 +44,21 @@ def _failure_problem(failure: Failure | None) -> str | None:
 def collect_statuses(
     decided: Decided,
     batches: list[Batch],
-    results: list[BatchResult],
+    results: Iterable[BatchResult],
     failure_of: Callable[[int], Failure | None] = lambda index: None,
-) -> Collected:
+    keep: Callable[[Status], Any] | None = None,
+) -> Collected[Any]:
     """Decided statuses, the statuses each result left unwritten, and a ``batch not processed`` status for every
     row of a batch in ``batches`` without a result (``batches`` may hold only those); ``failure_of(index)`` is
-    what that batch's task recorded when it failed."""
-    done = {result.index for result in results}
-    statuses = list(decided.statuses)
+    what that batch's task recorded when it failed. ``results`` are taken one at a time, and each status is
+    kept as ``keep`` makes it (write-back: its cell), so no task holds every batch's statuses at once."""
+    keep = keep or _as_is
+    statuses = [keep(status) for status in decided.statuses]
+    done: set[int] = set()
     for result in results:
+        done.add(result.index)
         left = set(result.left)
-        statuses += [status for status in result.statuses if status.row in left]
+        statuses += [keep(status) for status in result.statuses if status.row in left]
     not_processed: list[Status] = []
     failed_labels: list[str] = []
     problem: str | None = None
@@ -68,32 +79,40 @@ def collect_statuses(
             )
             for row in batch.rows
         ]
-    return Collected(statuses + not_processed, not_processed, failed_labels, problem)
+    return Collected(statuses + [keep(status) for status in not_processed], not_processed, failed_labels, problem)
 
 
 @dataclass(frozen=True)
 class ToWrite:
     """What write-back writes, and the batches it opened for it (a preview takes phones and lines from them)."""
 
-    collected: Collected
+    collected: Collected[Any]
     batches: list[Batch]
     decided: Decided
 
 
-def to_write(xcom: RunXCom, decided: Decided, refs: list[BatchRef], *, preview: bool = False) -> ToWrite:
-    """One pull of the batch results (their statuses opened only where a batch left some), and the rows of only
-    the batches that failed (and, for a preview's phones, of those that left lines)."""
-    results = xcom.results(open_if=lambda result: bool(result.left))
+def to_write(
+    xcom: RunXCom,
+    decided: Decided,
+    refs: list[BatchRef],
+    *,
+    preview: bool = False,
+    keep: Callable[[Status], Any] | None = None,
+) -> ToWrite:
+    """One pull of the batch results (their statuses opened one at a time, only where a batch left some), and the
+    rows of only the batches that failed (and, for a preview's phones, of those that left lines)."""
+    results = xcom.results()
     done = {result.index for result in results}
     wanted = [ref.index for ref in refs if ref.index not in done]
     wanted += [result.index for result in results if result.left and preview]
     batches = [batch for batch in map(xcom.batch, sorted(wanted)) if batch is not None]
-    return ToWrite(collect_statuses(decided, batches, results, xcom.batch_failure), batches, decided)
+    opened = (xcom.opened(result) for result in results if result.left)
+    return ToWrite(collect_statuses(decided, batches, opened, xcom.batch_failure, keep), batches, decided)
 
 
 def tally(xcom: RunXCom, decided: Decided, refs: list[BatchRef]) -> Tally:
     """Rows per outcome: decided while cleaning, each batch's current result, and the rows of failed batches."""
-    results = xcom.results(open_if=lambda result: False)
+    results = xcom.results()
     done = {result.index for result in results}
     counts = dict(decided.counts)
     for result in results:

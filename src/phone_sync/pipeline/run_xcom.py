@@ -7,7 +7,6 @@ pushed (its task failed or was skipped) reads as ``None``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from phone_sync.contracts import (
@@ -37,6 +36,7 @@ class RunXCom:
         self.ti = ti
         self.sealer = sealer
         self._batches: dict[str, Batches | None] = {}  # by key: write-back reads several batches of one key
+        self._sealed_results: dict[int, Any] = {}  # results that left statuses, as pulled: opened on demand
 
     def _one(
         self, contract: type[C], task_id: TaskId, key: str, map_index: int = -1, *, public_only: bool = False
@@ -73,12 +73,11 @@ class RunXCom:
         values = self.ti.xcom_pull(task_ids=TaskId.CLEAN, key=RETURN_VALUE, map_indexes=-1) or []
         return [BatchRef.from_xcom(value) for value in values]
 
-    def results(self, open_if: Callable[[BatchResult], bool] = lambda result: True) -> list[BatchResult]:
-        """Every successful batch's current result, in one request (all map indexes); a failed batch has none.
-
-        Each is read without its sealed statuses first, and opened only when ``open_if`` says so: at 100,000
-        rows the statuses of every batch are tens of MiB a task that counts does not need. Airflow hands back
-        a lone value unwrapped and nothing as an empty list.
+    def results(self) -> list[BatchResult]:
+        """Every successful batch's current result, in one request (all map indexes), without its statuses (a
+        failed batch has none). Those of a result that left statuses unwritten are opened by :meth:`opened`:
+        at 100,000 rows the statuses of every batch are tens of MiB a task that counts does not need. Airflow
+        hands back a lone value unwrapped and nothing as an empty list.
         """
         values = self.ti.xcom_pull(task_ids=TaskId.BATCH)
         found = []
@@ -86,8 +85,15 @@ class RunXCom:
             if value is None:
                 continue
             result = BatchResult.from_xcom(value, public_only=True)
-            found.append(BatchResult.from_xcom(value, self.sealer) if open_if(result) else result)
+            if result.left:
+                self._sealed_results[result.index] = value
+            found.append(result)
         return found
+
+    def opened(self, result: BatchResult) -> BatchResult:
+        """``result`` (from :meth:`results`, one that left statuses) with its statuses; once: the sealed value
+        is let go."""
+        return BatchResult.from_xcom(self._sealed_results.pop(result.index), self.sealer)
 
     def first_failure(self, steps: tuple[TaskId, ...]) -> Failure | None:
         """The first of ``steps`` (unmapped tasks, in pipeline order) that recorded a failure."""

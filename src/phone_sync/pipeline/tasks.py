@@ -14,7 +14,7 @@ load the FHIR models.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -296,7 +296,7 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
             step_log.summary("batch failed", **where, error=safe_reason(exc), **client.stats)
             raise
         step_log.row_lines("batch", statuses)
-        cells = _status_cells(config, context["run_id"], statuses)
+        cells = list(map(_status_cell(config, context["run_id"]), statuses))
         progress = batch_progress(config, context, ref, batch, statuses, cells, sealer, preview=preview)
         counts = count(statuses)
         profile = client.profile.describe()
@@ -381,7 +381,9 @@ def write_back_statuses(config: RegionConfig, context: Context) -> dict[str, Any
         facts, decided = xcom.facts(), xcom.decided()
         assert decided is not None  # checked above
         preview = _controls(config, context).preview
-        pending = to_write(xcom, decided, xcom.refs(), preview=preview)
+        # Live, each status becomes its cell as it is opened: at 100,000 rows both at once are tens of MiB.
+        keep = None if preview else _status_cell(config, run_id)
+        pending = to_write(xcom, decided, xcom.refs(), preview=preview, keep=keep)
         collected = pending.collected
         step_log.row_lines(TaskId.WRITE_BACK, collected.not_processed)
         if preview:
@@ -389,12 +391,11 @@ def write_back_statuses(config: RegionConfig, context: Context) -> dict[str, Any
             requests = write_preview_lines(_sheets_hook(config), config.sheets, lines)
             written = WriteResult(written=len(lines), requests=requests)
         else:
-            cells = _status_cells(config, run_id, collected.statuses)
-            collected.statuses.clear()  # at 100,000 rows tens of MiB: only the cells are needed from here on
+            del pending, decided  # the decided statuses are cells now, and at 100,000 rows every byte counts
             written = write_statuses(
                 _sheets_hook(config),
                 config.sheets,
-                cells,
+                collected.statuses,
                 run_id=run_id,
                 run_time=datetime.now(UTC),
                 identifier_column=facts.identifier_column if facts else None,
@@ -425,8 +426,8 @@ def _preview_lines(pending: ToWrite, run_id: str) -> list[Line]:
     return [preview_line(line[s.row], s, phones.get(s.row), run_id) for s in pending.collected.statuses]
 
 
-def _status_cells(config: RegionConfig, run_id: str, statuses: list[Status]) -> list[StatusCell]:
-    """Each status as its cell (see ``sheets.statuses``), with a link to its task log when configured."""
+def _status_cell(config: RegionConfig, run_id: str) -> Callable[[Status], StatusCell]:
+    """A status as its cell (see ``sheets.statuses``), with a link to its task log when configured."""
     from phone_sync.sheets.placement import StatusCell
 
     base = links.base_url()
@@ -438,7 +439,7 @@ def _status_cells(config: RegionConfig, run_id: str, statuses: list[Status]) -> 
             link = links.task_link(config.dag_id, run_id, task, status.batch, base=base)
         return StatusCell(status.row, status.identifier, status.text, link)
 
-    return [cell(status) for status in statuses]
+    return cell
 
 
 def run_report(config: RegionConfig, context: Context) -> dict[str, object]:

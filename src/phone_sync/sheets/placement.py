@@ -10,7 +10,7 @@ Sheets client, so a batch process stays light.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
@@ -19,7 +19,9 @@ from operator import attrgetter
 from .a1 import cell_range
 from .values import identifier_text
 
-MAX_PAYLOAD_BYTES = 2_000_000  # Google's recommended maximum request payload
+# Half Google's recommended maximum request payload (2 MB): a request's body is held twice while it is sent
+# (its JSON text, then its bytes), and at 100,000 rows that is the top of write-back's memory.
+MAX_PAYLOAD_BYTES = 1_000_000
 _ENVELOPE_BYTES = 64  # {"valueInputOption": "RAW", "data": [...]} around the value ranges
 PREVIEW_HEADER = ("row", "identifier", "phone to write", "decision", "run id")  # a preview worksheet's columns
 PREVIEW_WIDTH = len(PREVIEW_HEADER)
@@ -34,14 +36,24 @@ class StatusCell:
     text: str
     link: str | None = None
 
+    @property
+    def cell(self) -> StatusCell:
+        """A status placed on the row it was read from is its own :class:`Placed` (one object less per row)."""
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class Placed:
+    """A status placed on another row than it was read from (its identifier moved)."""
+
     row: int  # where it is written now
     cell: StatusCell
 
 
-def place(cells: list[StatusCell], current: list[object], first_row: int) -> tuple[list[Placed], list[StatusCell]]:
+Placement = Placed | StatusCell  # ``row``: where it is written now; ``cell``: the status
+
+
+def place(cells: list[StatusCell], current: list[object], first_row: int) -> tuple[list[Placement], list[StatusCell]]:
     """Match each status to the row that holds its identifier now.
 
     ``current`` is the identifier column as re-read, starting at sheet row ``first_row``. The statuses of
@@ -53,38 +65,55 @@ def place(cells: list[StatusCell], current: list[object], first_row: int) -> tup
     an identifier cannot be followed: its status goes only where a row without identifier still is. Two
     statuses never claim the same row.
     """
-    # At 100,000 rows a list per identifier costs tens of MiB: a row number alone, a list only when repeated.
-    now: dict[str, int | list[int]] = {}
-    for index, value in enumerate(current):
-        text, row = identifier_text(value), first_row + index  # type: ignore[arg-type]
-        held = now.setdefault(text, row)
-        if isinstance(held, list):
-            held.append(row)
-        elif held != row:
-            now[text] = [held, row]
     # Statuses grouped by identifier, each group in row order, without a list per identifier kept.
+    by_identifier = attrgetter("identifier")
     ordered = sorted(cells, key=attrgetter("row"))
-    ordered.sort(key=attrgetter("identifier"))
+    ordered.sort(key=by_identifier)
+    # Most statuses are where they were read: only the identifiers of those that are not are looked up.
+    groups = groupby(ordered, key=by_identifier)
+    moved = {identifier for identifier, run in groups if not _in_place(run, current, first_row)}
+    now = _rows_holding(current, first_row, moved)
 
-    placed: list[Placed] = []
+    placed: list[Placement] = []
     lost: list[StatusCell] = []
-    for identifier, run in groupby(ordered, key=attrgetter("identifier")):
+    for identifier, run in groupby(ordered, key=by_identifier):
         group = list(run)
-        held = now.get(identifier, [])
-        rows = held if isinstance(held, list) else [held]
-        if not identifier:  # nothing to follow: only where a row without identifier still is
-            empty = set(rows)
-            targets: list[int | None] = [cell.row if cell.row in empty else None for cell in group]
+        if identifier not in moved:
+            targets: list[int | None] = [cell.row for cell in group]
+        elif not identifier:  # nothing to follow: only where a row without identifier still is
+            empty = set(now.get(identifier, []))
+            targets = [cell.row if cell.row in empty else None for cell in group]
         else:
+            rows = now.get(identifier, [])
             targets = _follow(group, rows) or _one_by_one(group, rows)
         for cell, row in zip(group, targets, strict=True):
             if row is None:
                 lost.append(cell)
             else:
-                placed.append(Placed(row, cell))
+                placed.append(cell if row == cell.row else Placed(row, cell))
     placed.sort(key=attrgetter("row"))
     lost.sort(key=attrgetter("row"))
     return placed, lost
+
+
+def _in_place(group: Iterable[StatusCell], current: list[object], first_row: int) -> bool:
+    """Whether the row of every status of one identifier still holds that identifier."""
+    for cell in group:
+        index = cell.row - first_row
+        if not 0 <= index < len(current) or identifier_text(current[index]) != cell.identifier:  # type: ignore[arg-type]
+            return False
+    return True
+
+
+def _rows_holding(current: list[object], first_row: int, identifiers: set[str]) -> dict[str, list[int]]:
+    """The rows that hold each of ``identifiers`` now, in order."""
+    rows: dict[str, list[int]] = {}
+    if identifiers:
+        for index, value in enumerate(current):
+            text = identifier_text(value)  # type: ignore[arg-type]
+            if text in identifiers:
+                rows.setdefault(text, []).append(first_row + index)
+    return rows
 
 
 def _follow(group: list[StatusCell], rows: list[int]) -> list[int | None] | None:
@@ -137,9 +166,9 @@ def _blocks(columns: list[int]) -> list[list[int]]:
 
 
 def value_ranges(
-    worksheet: str, placed: list[Placed], columns: dict[str, int], run_id: str | None, run_time: datetime | None
-) -> list[dict[str, object]]:
-    """Contiguous rows merged into ranges, one per run of rows and block of adjacent columns."""
+    worksheet: str, placed: Sequence[Placement], columns: dict[str, int], run_id: str | None, run_time: datetime | None
+) -> Iterator[dict[str, object]]:
+    """Contiguous rows merged into ranges, one per run of rows and block of adjacent columns, made as asked."""
     time_text = run_time.isoformat(sep=" ", timespec="seconds") if run_time else None
     getters = {
         "status": lambda c: c.text,
@@ -153,16 +182,12 @@ def value_ranges(
         if not (name == "run_time" and time_text is None) and not (name == "run_id" and run_id is None)
     }
     rows = [p.row for p in placed]
-    out: list[dict[str, object]] = []
     for start, end in _runs(rows):
         for block in _blocks(list(by_column)):
-            out.append(
-                {
-                    "range": cell_range(worksheet, block[0], rows[start], block[-1], rows[end]),
-                    "values": [[by_column[col](p.cell) for col in block] for p in placed[start : end + 1]],
-                }
-            )
-    return out
+            yield {
+                "range": cell_range(worksheet, block[0], rows[start], block[-1], rows[end]),
+                "values": [[by_column[col](p.cell) for col in block] for p in placed[start : end + 1]],
+            }
 
 
 def _size(value: object) -> int:
@@ -182,7 +207,7 @@ def _piece(item: dict[str, object], start: int, end: int) -> dict[str, object]:
     return {"range": f"{sheet_part}!{col1}{row1 + start}:{col2}{row1 + end - 1}", "values": values[start:end]}
 
 
-def chunk_by_payload(ranges: list[dict[str, object]], limit: int) -> Iterator[list[dict[str, object]]]:
+def chunk_by_payload(ranges: Iterable[dict[str, object]], limit: int) -> Iterator[list[dict[str, object]]]:
     """Pack value ranges into as few requests of at most ``limit`` bytes of JSON as possible.
 
     A range that does not fit in what is left of a request is cut between rows, so every
@@ -213,10 +238,10 @@ def chunk_by_payload(ranges: list[dict[str, object]], limit: int) -> Iterator[li
         yield batch
 
 
-def in_place(cells: list[StatusCell], current: dict[int, str]) -> tuple[list[Placed], list[StatusCell]]:
+def in_place(cells: list[StatusCell], current: dict[int, str]) -> tuple[list[StatusCell], list[StatusCell]]:
     """Each status whose row still holds its identifier (``current``: row -> identifier as re-read), and the
     rest. No following of moved rows: that needs the whole column, and write-back does it."""
-    placed = [Placed(cell.row, cell) for cell in cells if current.get(cell.row, "") == cell.identifier]
+    placed = [cell for cell in cells if current.get(cell.row, "") == cell.identifier]
     kept = {p.row for p in placed}
     return sorted(placed, key=attrgetter("row")), [cell for cell in cells if cell.row not in kept]
 

@@ -121,7 +121,7 @@ def write_statuses_live(
         placed, left = in_place(cells, current)
         if placed:
             write_columns = {name: column for name, column in columns.items() if name != "identifier"}
-            sheet.batch_update(value_ranges(sheets.worksheet, placed, write_columns, run_id, run_time))
+            sheet.batch_update(list(value_ranges(sheets.worksheet, placed, write_columns, run_id, run_time)))
         progress.written = [p.row for p in placed]
         progress.left = [cell.row for cell in left]
         if left:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 
 from gspread.exceptions import APIError
 
@@ -137,14 +138,14 @@ def write_statuses(
             sheets.worksheet,
         )
 
-    ranges = new_headers + value_ranges(sheets.worksheet, placed, columns, run_id, run_time)
-    batches = list(chunk_by_payload(ranges, max_payload_bytes))
-    for number, batch in enumerate(batches, start=1):
+    # Each request's ranges built as it is sent: at 100,000 rows all of them at once are several MiB.
+    ranges = chain(new_headers, value_ranges(sheets.worksheet, placed, columns, run_id, run_time))
+    for number, batch in enumerate(chunk_by_payload(ranges, max_payload_bytes), start=1):
         try:
             hook.batch_update_values(sheets.spreadsheet_id, batch)
         except APIError as exc:
             raise StatusWriteError(
-                f"request {number} of {len(batches)} writing {len(placed)} statuses to worksheet "
+                f"request {number} writing {len(placed)} statuses to worksheet "
                 f"{sheets.worksheet!r} failed after retries: Sheets API answered {exc.code} "
                 f"{exc.error.get('status', '')}; earlier requests were written, and clearing the task "
                 "writes them all again (writes are idempotent)"

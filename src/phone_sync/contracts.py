@@ -116,15 +116,45 @@ class Contract(BaseModel):
         """The fields :meth:`_json_lines` sealed, each line parsed and its items validated as it is opened."""
         lines = sealer.open_lines(sealed, what=f"XCom {cls.name!r}")
         data = from_json(next(lines))
+        if not isinstance(data, dict):
+            raise ValueError(f"not the JSON lines of {cls.name!r}")
+        for name, items in cls._items(lines):
+            data.setdefault(name, []).extend(items)
+        return data
+
+    @classmethod
+    def _items(cls, lines: Iterator[bytes]) -> Iterator[tuple[str, list[Any]]]:
+        """Each sealed line after the first as (field, its items validated)."""
         for line in lines:
             name, items = from_json(line)
-            if not isinstance(data, dict) or name not in cls.sealed_fields or not isinstance(items, list):
+            if name not in cls.sealed_fields or not isinstance(items, list):
                 raise ValueError(f"not the JSON lines of {cls.name!r}")
             try:
-                data.setdefault(name, []).extend(_list_adapter(cls, name).validate_python(items))
+                yield name, _list_adapter(cls, name).validate_python(items)
             except ValidationError as exc:
                 raise cls._damaged(exc, at=name) from None
-        return data
+
+    @classmethod
+    def streamed(cls, value: Any, sealer: Sealer) -> Iterator[tuple[str, list[Any]]]:
+        """The sealed lists of a contract that has no readable field, a line (at most :data:`JSON_CHUNK_ITEMS`
+        items) at a time, each validated: for a task that turns 100,000 rows into others without ever holding
+        them all. A damaged value raises :class:`ContractError` where it is found, at the latest after the last
+        line (the seal's checksum covers the whole)."""
+        cls._check_wire(value, opened=True, sealer=sealer)
+        if set(cls.model_fields) != cls.sealed_fields:
+            raise TypeError(f"{cls.__name__} has readable fields: open it with from_xcom")
+        try:
+            lines = sealer.open_lines(value["sealed"], what=f"XCom {cls.name!r}")
+            if from_json(next(lines)) != {}:
+                raise ValueError(f"not the JSON lines of {cls.name!r}")
+            seen = set()
+            for name, items in cls._items(lines):
+                seen.add(name)
+                yield name, items
+        except ValueError:  # a line that is not JSON, or not one of the contract's
+            raise ContractError(f"XCom contract {cls.name!r} v{VERSION} is damaged (not its JSON lines)") from None
+        if missing := sorted(cls.sealed_fields - seen):  # every list has a line, an empty one too
+            raise ContractError(f"XCom contract {cls.name!r} v{VERSION} is damaged (fields: {', '.join(missing)})")
 
     @classmethod
     def _damaged(cls, exc: ValidationError, at: str = "") -> ContractError:
@@ -132,9 +162,8 @@ class Contract(BaseModel):
         return ContractError(f"XCom contract {cls.name!r} v{VERSION} is damaged (fields: {', '.join(where[:5])})")
 
     @classmethod
-    def from_xcom(cls, value: Any, sealer: Sealer | None = None, *, public_only: bool = False) -> Self:
-        """The contract in an XCom value; with ``public_only`` its readable fields only, without a key (the
-        sealed ones keep their defaults): what a task that needs only counts reads, at any scale."""
+    def _check_wire(cls, value: Any, *, opened: bool, sealer: Sealer | None) -> None:
+        """That ``value`` is this contract, of this release, and sealed when it is to be opened."""
         found = value.get("contract") if isinstance(value, dict) else None
         if found is None or value.get("v") != VERSION:
             version = value.get("v") if isinstance(value, dict) else None
@@ -144,9 +173,15 @@ class Contract(BaseModel):
             )
         if found != cls.name:
             raise ContractError(f"expected XCom contract {cls.name!r}, found {found!r}")
-        opened = bool(cls.sealed_fields) and not public_only
         if opened and (sealer is None or "sealed" not in value):
             raise ContractError(f"XCom contract {cls.name!r} carries patient data and must be opened with a key")
+
+    @classmethod
+    def from_xcom(cls, value: Any, sealer: Sealer | None = None, *, public_only: bool = False) -> Self:
+        """The contract in an XCom value; with ``public_only`` its readable fields only, without a key (the
+        sealed ones keep their defaults): what a task that needs only counts reads, at any scale."""
+        opened = bool(cls.sealed_fields) and not public_only
+        cls._check_wire(value, opened=opened, sealer=sealer)
         try:
             if opened:
                 # Parsed, then validated, a line at a time: on 100,000 rows pydantic's validate_json of the whole

@@ -66,6 +66,15 @@ def test_the_json_lines_sealed_are_the_whole_contract(rows: int, monkeypatch: py
     whole["missing_feed_date"] = [r for n, items in lines if n == "missing_feed_date" for r in items]
     assert whole == value.model_dump(mode="json")
     assert Extracted.from_xcom(value.to_xcom(SEALER), SEALER) == value
+    streamed = list(Extracted.streamed(value.to_xcom(SEALER), SEALER))
+    assert all(len(items) <= 2 for _, items in streamed), "opened a chunk at a time, for clean_phones"
+    assert [r for n, items in streamed if n == "rows" for r in items] == value.rows
+    assert [r for n, items in streamed if n == "missing_feed_date" for r in items] == value.missing_feed_date
+
+
+def test_only_a_contract_without_readable_fields_is_streamed() -> None:
+    with pytest.raises(TypeError, match="readable fields"):
+        next(Batch.streamed(BATCH.to_xcom(SEALER), SEALER))
 
 
 @pytest.mark.parametrize(
@@ -82,6 +91,9 @@ def test_damaged_json_lines_fail_at_once_naming_the_field_never_the_data(lines: 
     wire = {**_extracted(0).to_xcom(SEALER), "sealed": SEALER.seal_json(b"\n".join(lines))}
     with pytest.raises(ContractError, match=said) as raised:
         Extracted.from_xcom(wire, SEALER)
+    assert "3303" not in str(raised.value)
+    with pytest.raises(ContractError, match=said) as raised:
+        list(Extracted.streamed(wire, SEALER))
     assert "3303" not in str(raised.value)
 
 

@@ -65,7 +65,8 @@ def clean_and_batch(
             valid[identifier] = [held, candidate]
 
     winners: list[BatchRow] = []
-    for identifier, held in valid.items():
+    while valid:  # each identifier's candidates let go as its winner is made
+        identifier, held = valid.popitem()
         candidates = held if isinstance(held, list) else [held]
         # Latest feed date wins; on a tie (or no dates) the row lowest in the sheet.
         ranked = sorted(candidates, key=lambda c: (c[1] or date.min, c[0]))

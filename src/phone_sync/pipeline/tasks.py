@@ -188,6 +188,17 @@ def _drained(items: list[T]) -> Iterator[T]:
         yield items.pop()
 
 
+def _extracted_rows(lines: Iterator[tuple[str, list[Any]]], missing_feed_date: list[RowRef]) -> Iterator[ExtractedRow]:
+    """The rows of an :class:`Extracted` value as they are opened (see ``Contract.streamed``), each let go once
+    handed out: at 100,000 rows, cleaning never holds the rows and what it makes of them at once. The rows without
+    a feed date are put in ``missing_feed_date``."""
+    for field, items in lines:
+        if field == "rows":
+            yield from _drained(items)
+        else:
+            missing_feed_date.extend(items)
+
+
 def _ready_for_progress(
     config: RegionConfig, hook: SheetsHook, header: HeaderRow, sealer: Sealer, *, lines: int, preview: bool
 ) -> dict[str, int]:
@@ -221,17 +232,17 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Context) ->
         facts = RunXCom(context["ti"]).facts()  # pushed by extract_rows before it succeeded
         if facts is None:
             raise AirflowFailException("the run's facts are not in XCom; clear the whole run")
-        extracted = Extracted.from_xcom(extracted_xcom, sealer)
         fallback = config.local_date(_logical_moment(context))
         max_batches = time_limits.max_map_length()
-        cleaned = clean_and_batch(_drained(extracted.rows), config.phone, fallback, config.batch_size, max_batches)
+        missing_feed_date: list[RowRef] = []
+        rows = _extracted_rows(Extracted.streamed(extracted_xcom, sealer), missing_feed_date)
+        cleaned = clean_and_batch(rows, config.phone, fallback, config.batch_size, max_batches)
         if cleaned.batches:
             _prime_fhir_token(config, sealer)
         decided = cleaned.decided + [
             Status(row=r.row, identifier=r.identifier, outcome=Outcome.FAILED, reason=Reason.FEED_DATE_MISSING)
-            for r in extracted.missing_feed_date
+            for r in missing_feed_date
         ]
-        del extracted  # its rows were let go while cleaning; what is left (missing feed dates) is not needed either
         step_log.row_lines(TaskId.CLEAN, decided, region=config.region)
         counts = count(decided)
         invalid = [s.detail or "" for s in decided if s.outcome is Outcome.INVALID_PHONE]

@@ -147,7 +147,7 @@ class Contract(BaseModel):
             lines = sealer.open_lines(value["sealed"], what=f"XCom {cls.name!r}")
             if from_json(next(lines)) != {}:
                 raise ValueError(f"not the JSON lines of {cls.name!r}")
-            seen = set()
+            seen: set[str] = set()
             for name, items in cls._items(lines):
                 seen.add(name)
                 yield name, items

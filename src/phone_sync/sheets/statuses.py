@@ -111,7 +111,7 @@ def write_statuses(
     ``identifier_column``: the identifier's column when the rows were read
     (:attr:`~phone_sync.sheets.rows.SheetTable.columns`); only a hint, checked against the header.
     Requests: header and identifier column (1 with a hint that still holds, else 2) + one
-    ``values:batchUpdate`` per ~2 MB of statuses; a header beyond the grid's last column costs
+    ``values:batchUpdate`` per ~1 MB of statuses; a header beyond the grid's last column costs
     two more, once.
     """
     before = hook.request_count

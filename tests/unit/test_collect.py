@@ -184,6 +184,7 @@ def test_the_report_counts_current_results_without_the_key() -> None:
     assert counted.problem is None, "an outage is not a set-up problem"
     assert (counted.written_live, counted.fhir_requests, counted.sheets_requests) == (3, 12, 2)
     assert not [key for key in ti.pulled if key.startswith("batches_")]
+    assert not xcom._sealed_results, "nor does it keep the sealed statuses it will never open"
 
 
 def test_a_batch_without_result_or_recorded_failure_still_gets_a_status() -> None:

@@ -101,7 +101,7 @@ def to_write(
 ) -> ToWrite:
     """One pull of the batch results (their statuses opened one at a time, only where a batch left some), and the
     rows of only the batches that failed (and, for a preview's phones, of those that left lines)."""
-    results = xcom.results()
+    results = xcom.results(to_open=True)
     done = {result.index for result in results}
     wanted = [ref.index for ref in refs if ref.index not in done]
     wanted += [result.index for result in results if result.left and preview]

@@ -73,11 +73,11 @@ class RunXCom:
         values = self.ti.xcom_pull(task_ids=TaskId.CLEAN, key=RETURN_VALUE, map_indexes=-1) or []
         return [BatchRef.from_xcom(value) for value in values]
 
-    def results(self) -> list[BatchResult]:
+    def results(self, *, to_open: bool = False) -> list[BatchResult]:
         """Every successful batch's current result, in one request (all map indexes), without its statuses (a
-        failed batch has none). Those of a result that left statuses unwritten are opened by :meth:`opened`:
-        at 100,000 rows the statuses of every batch are tens of MiB a task that counts does not need. Airflow
-        hands back a lone value unwrapped and nothing as an empty list.
+        failed batch has none); ``to_open``: those of a result that left statuses unwritten are kept for
+        :meth:`opened`. At 100,000 rows the statuses of every batch are tens of MiB a task that counts does
+        not need. Airflow hands back a lone value unwrapped and nothing as an empty list.
         """
         values = self.ti.xcom_pull(task_ids=TaskId.BATCH)
         found = []
@@ -85,7 +85,7 @@ class RunXCom:
             if value is None:
                 continue
             result = BatchResult.from_xcom(value, public_only=True)
-            if result.left:
+            if result.left and to_open:
                 self._sealed_results[result.index] = value
             found.append(result)
         return found

@@ -157,7 +157,9 @@ def test_xcom_holds_ciphertext_and_readable_labels(make_region: MakeRegion, tmp_
 
     refs = value("clean_phones", "return_value")
     assert len(refs) == 2
-    assert all(set(ref) == {"contract", "v", "index", "label", "size"} for ref in refs), "mapped input holds no rows"
+    fields = {"contract", "v", "index", "label", "size", "identifier_column", "columns"}
+    assert all(set(ref) == fields for ref in refs), "mapped input holds no rows"
+    assert all(all(isinstance(n, int) for n in ref["columns"].values()) for ref in refs), "only column numbers"
     assert all(re.fullmatch(r"rows \d+-\d+", ref["label"]) for ref in refs), "labels stay readable for the grid"
     batches = value("clean_phones", batch_key(refs[0]["index"]))
     assert batch_key(refs[1]["index"]) == batch_key(refs[0]["index"]), "neighbouring batches share one value"

@@ -132,7 +132,7 @@ class Contract(BaseModel):
             try:
                 yield name, _list_adapter(cls, name).validate_python(items)
             except ValidationError as exc:
-                raise cls._damaged(exc, at=name) from None
+                raise cls._invalid(exc, at=name) from None
 
     @classmethod
     def streamed(cls, value: Any, sealer: Sealer) -> Iterator[tuple[str, list[Any]]]:
@@ -152,14 +152,21 @@ class Contract(BaseModel):
                 seen.add(name)
                 yield name, items
         except ValueError:  # a line that is not JSON, or not one of the contract's
-            raise ContractError(f"XCom contract {cls.name!r} v{VERSION} is damaged (not its JSON lines)") from None
+            raise cls._damaged() from None
         if missing := sorted(cls.sealed_fields - seen):  # every list has a line, an empty one too
-            raise ContractError(f"XCom contract {cls.name!r} v{VERSION} is damaged (fields: {', '.join(missing)})")
+            raise cls._damaged(missing)
 
     @classmethod
-    def _damaged(cls, exc: ValidationError, at: str = "") -> ContractError:
-        where = sorted({".".join(str(p) for p in ([at] if at else []) + list(e["loc"])) for e in exc.errors()})
-        return ContractError(f"XCom contract {cls.name!r} v{VERSION} is damaged (fields: {', '.join(where[:5])})")
+    def _damaged(cls, fields: list[str] | None = None) -> ContractError:
+        """The one message for a damaged value: the fields that are wrong (never their data), else that its
+        lines are not the contract's."""
+        what = f"fields: {', '.join(fields[:5])}" if fields else "not its JSON lines"
+        return ContractError(f"XCom contract {cls.name!r} v{VERSION} is damaged ({what})")
+
+    @classmethod
+    def _invalid(cls, exc: ValidationError, at: str = "") -> ContractError:
+        where = {".".join(str(p) for p in ([at] if at else []) + list(e["loc"])) for e in exc.errors()}
+        return cls._damaged(sorted(where))
 
     @classmethod
     def _check_wire(cls, value: Any, *, opened: bool, sealer: Sealer | None) -> None:
@@ -191,16 +198,14 @@ class Contract(BaseModel):
                 data = {key: item for key, item in value.items() if key not in ("contract", "v", "sealed")}
             contract = cls.model_validate(data)
         except ValidationError as exc:
-            raise cls._damaged(exc) from None
+            raise cls._invalid(exc) from None
         except ValueError:  # a line that is not JSON, or not one of the contract's
-            raise ContractError(f"XCom contract {cls.name!r} v{VERSION} is damaged (not its JSON lines)") from None
+            raise cls._damaged() from None
         del data
         if opened:  # the readable copy beside it must say the same
             readable = contract.model_dump(mode="json", exclude=cls.sealed_fields)
             if changed := sorted(key for key, item in readable.items() if value.get(key) != item):
-                raise ContractError(
-                    f"XCom contract {cls.name!r} v{VERSION} is damaged (fields: {', '.join(changed[:5])})"
-                )
+                raise cls._damaged(changed)
         return contract
 
 

@@ -15,14 +15,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from phone_sync.contracts import Batch, BatchRef, BatchResult, Decided, Failure
 from phone_sync.outcomes import Outcome, Reason, Status
 from phone_sync.pipeline.run_xcom import RunXCom
 from phone_sync.report import Tally
-
-S = TypeVar("S")
 
 
 def _as_is(status: Status) -> Status:
@@ -30,8 +28,8 @@ def _as_is(status: Status) -> Status:
 
 
 @dataclass(frozen=True)
-class Collected(Generic[S]):
-    statuses: list[S]  # every status to write, as ``keep`` made it: decided ones first, then what batches left
+class Collected:
+    statuses: list[Any]  # every status to write, as ``keep`` made it: decided ones first, then what batches left
     not_processed: list[Status]  # the rows of failed batches (also in ``statuses``)
     failed_labels: list[str]  # "rows 2-101" of each failed batch
     problem: str | None = None  # the first set-up failure among the batches ("process_batch: ..."), if any
@@ -47,7 +45,7 @@ def collect_statuses(
     results: Iterable[BatchResult],
     failure_of: Callable[[int], Failure | None] = lambda index: None,
     keep: Callable[[Status], Any] | None = None,
-) -> Collected[Any]:
+) -> Collected:
     """Decided statuses, the statuses each result left unwritten, and a ``batch not processed`` status for every
     row of a batch in ``batches`` without a result (``batches`` may hold only those); ``failure_of(index)`` is
     what that batch's task recorded when it failed. ``results`` are taken one at a time, and each status is
@@ -86,7 +84,7 @@ def collect_statuses(
 class ToWrite:
     """What write-back writes, and the batches it opened for it (a preview takes phones and lines from them)."""
 
-    collected: Collected[Any]
+    collected: Collected
     batches: list[Batch]
     decided: Decided
 

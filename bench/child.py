@@ -32,9 +32,14 @@ class FakeTaskInstance:
         if map_indexes is not None:
             return self.store.get((task_ids, key, map_indexes))
         found = sorted((index, value) for (task, k, index), value in self.store.items() if (task, k) == (task_ids, key))
-        if len(found) == 1 and found[0][0] == -1:
-            return found[0][1]
-        return [value for _, value in found]
+        return _as_pulled(found)
+
+
+def _as_pulled(found: list[tuple[int, Any]]) -> Any:
+    """Every map index's value, as Airflow hands them to a task: a lone unmapped value unwrapped, else a list."""
+    if len(found) == 1 and found[0][0] == -1:
+        return found[0][1]
+    return [value for _, value in found]
 
 
 class DiskTaskInstance:
@@ -51,12 +56,11 @@ class DiskTaskInstance:
 
     def xcom_pull(self, task_ids: str, key: str = "return_value", map_indexes: int | None = None) -> Any:
         query = "SELECT map_index, value FROM xcom WHERE task_id = ? AND key = ?"
-        found = self.db.execute(query + " ORDER BY map_index", (task_ids, key)).fetchall()
         if map_indexes is not None:
-            return next((json.loads(value) for index, value in found if index == map_indexes), None)
-        if len(found) == 1 and found[0][0] == -1:
-            return json.loads(found[0][1])
-        return [json.loads(value) for _, value in found]
+            row = self.db.execute(query + " AND map_index = ?", (task_ids, key, map_indexes)).fetchone()
+            return None if row is None else json.loads(row[1])
+        found = self.db.execute(query + " ORDER BY map_index", (task_ids, key)).fetchall()
+        return _as_pulled([(index, json.loads(value)) for index, value in found])
 
 
 class FakeDagRun:

@@ -46,6 +46,8 @@ def gateway(
 def format_gateway(result: dict[str, Any]) -> str:
     """Requests per 100 rows, wall time and the rate's lower bound, side by side."""
     requests = result["fhir_requests"] + result["fhir_tokens"]
+    timeline = result.get("fhir_timeline")
+    edges = result["tasks"].get("process_batch", {}).get("fhir_edges")
     refused = {key: n for key, n in result["fhir_by_interaction"].items() if not key.endswith((" 200", " 201"))}
     sent = ", ".join(f"{key} {n:,}" for key, n in sorted(result["fhir_by_interaction"].items()))
     return (
@@ -53,6 +55,12 @@ def format_gateway(result: dict[str, Any]) -> str:
         f"100 rows; wall {result['seconds']:.0f} s; lower bound {result['fhir_bound_seconds']:.0f} s ({requests:,} "
         f"requests / {result['fhir_requests_per_second']:g} per s); empty DAG {result['floor']['seconds']:.0f} s\n"
         f"  requests by interaction and status: {sent}; refusals learned: {refused or 'none'}"
+        + (f"\n  wall time: {timeline['before_first_request']:.0f} s before the first FHIR request, "
+           f"{timeline['at_rate']:.0f} s of requests at the rate, {timeline['rate_unused']:.1f} s of rate unused "
+           f"between ({timeline['slots_empty']:.1f} s of it while a slot had no batch), "
+           f"{timeline['after_last_request']:.0f} s after the last" if timeline else "")
+        + (f"\n  a batch holds its slot {edges['start_to_first_request']:.2f} s from its start to its first FHIR "
+           f"request and {edges['last_answer_to_end']:.2f} s from its last answer to its end" if edges else "")
     )
 
 

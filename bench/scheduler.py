@@ -184,11 +184,29 @@ def _summary(run: dict[str, Any], sampled: dict[str, float], recorded: list[dict
             kind: _mean([line.get("message_seconds", {}).get(kind, 0) for line in mine]) for kind in kinds
         }
         entry["modules"] = next((line["modules"] for line in mine if "modules" in line), [])
+        entry["fhir_edges"] = _fhir_edges(mine, [ti for ti in run["task_instances"] if ti["task_id"] == task_id])
     states: dict[str, int] = {}
     for ti in run["task_instances"]:
         states[str(ti["state"])] = states.get(str(ti["state"]), 0) + 1
     return {"run_id": run["run_id"], "state": run["state"], "seconds": run["seconds"], "task_states": states,
+            "queued_at": _moment(run["run"].get("queued_at")), "ended_at": _moment(run["run"].get("end_date")),
+            "batch_spans": sorted((_moment(ti["start_date"]), _moment(ti["end_date"])) for ti in run["task_instances"]
+                                  if ti["task_id"] == "process_batch" and ti.get("start_date") and ti.get("end_date")),
             "tasks": per_task, "db_growth_mib": run["db_growth_mib"], "xcom": run.get("xcom")}
+
+
+def _fhir_edges(lines: list[dict[str, Any]], tis: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Mean seconds from a task's start (as Airflow counts it: when the others can see it running) to its first
+    FHIR request, and from its last FHIR answer to its end: the parts of its slot it holds without using the rate."""
+    spans = {ti.get("map_index"): (_moment(ti.get("start_date")), _moment(ti.get("end_date"))) for ti in tis}
+    before, after = [], []
+    for line in lines:
+        window = line.get("http_windows", {}).get("http_fhir")
+        start, end = spans.get(line["map_index"], (None, None))
+        if window and start is not None and end is not None:
+            before.append(window[0] - start)
+            after.append(end - window[1])
+    return {"start_to_first_request": _mean(before), "last_answer_to_end": _mean(after)} if before else None
 
 
 def _mean(values: list[float]) -> float:

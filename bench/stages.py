@@ -176,6 +176,8 @@ def scheduler(config: RegionConfig, scenario: Scenario, region_file: Path, workd
                                airflow_config=airflow_config)
         counts = request_counts(region)
         by_interaction = region.fhir_stats()["by_interaction_status"]
+        timeline = fhir_timeline(region.fhir_log(), out["region"], config.fhir_requests_per_second,
+                                 config.max_parallel_batches)
         lost = statuses_lost(region, scenario)
     run, floor = out["region"], out["floor"]
     result = _project_result(name, scenario, run["seconds"], counts, lost, _task_rss(run), extra={
@@ -186,6 +188,7 @@ def scheduler(config: RegionConfig, scenario: Scenario, region_file: Path, workd
         "fhir_bound_seconds": (counts["fhir"] + counts["fhir_tokens"]) / config.fhir_requests_per_second,
         "fhir_requests_per_second": config.fhir_requests_per_second,
         "fhir_by_interaction": by_interaction,
+        "fhir_timeline": timeline,
     })
     result["floor"] = {
         "name": f"empty DAG, same shape ({executor})",
@@ -193,6 +196,37 @@ def scheduler(config: RegionConfig, scenario: Scenario, region_file: Path, workd
         "task_rss_mib": _task_rss(floor), "tasks": floor["tasks"], "db_growth_mib": floor["db_growth_mib"],
     }
     return result
+
+
+def fhir_timeline(log: list[dict[str, Any]], run: dict[str, Any], rate: float, slots: int) -> dict[str, float] | None:
+    """Where a rate-bound run's wall time went: before its first FHIR request, the requests at the agreed rate,
+    the rate left unused between its first and last request (``slots_empty``: the part of it while fewer batches
+    ran than may, from the first batch's start to the last one's), and after its last."""
+    moments = sorted(entry["at"] for entry in log)
+    if not moments or run.get("queued_at") is None or run.get("ended_at") is None:
+        return None
+    first, last = moments[0], moments[-1]
+    return {
+        "before_first_request": round(first - run["queued_at"], 1),
+        "at_rate": round(len(moments) / rate, 1),
+        "rate_unused": round(last - first - (len(moments) - 1) / rate, 1),
+        "after_last_request": round(run["ended_at"] - last, 1),
+        "slots_empty": round(_slots_empty(run.get("batch_spans", []), slots), 1),
+    }
+
+
+def _slots_empty(spans: list[tuple[float, float]], slots: int) -> float:
+    """Seconds of the whole rate lost to slots without a running batch, while batches were still to start."""
+    if not spans:
+        return 0.0
+    begin, end = spans[0][0], spans[-1][0]
+    events = sorted([(start, 1) for start, _ in spans] + [(stop, -1) for _, stop in spans])
+    empty, running, at = 0.0, 0, begin
+    for moment, change in events:
+        clipped = min(max(moment, begin), end)
+        empty += (clipped - at) * max(0, slots - running)
+        at, running = clipped, running + change
+    return empty / slots
 
 
 def _task_rss(run: dict[str, Any]) -> dict[str, float]:

@@ -71,11 +71,15 @@ def _timed(key: str | Callable[..., str], fn: Callable[..., Any]) -> Callable[..
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+        started, began = time.perf_counter(), time.time()
         try:
             return fn(*args, **kwargs)
         finally:
-            _add(key if isinstance(key, str) else key(*args, **kwargs), time.perf_counter() - started)
+            name = key if isinstance(key, str) else key(*args, **kwargs)
+            _add(name, time.perf_counter() - started)
+            if name.startswith("http_"):  # when the process first and last talked to each server
+                _marks.setdefault(f"{name}:first", began)
+                _marks[f"{name}:last"] = time.time()
 
     return wrapper
 
@@ -227,6 +231,8 @@ def _record(task_instance: Any, state: str) -> None:
         "cpu_seconds": round(cpu_seconds(), 3),
         "in_process_seconds": round(now - created, 3),
         "start": round(_marks.get("starting", created) - created, 4),
+        "http_windows": {key.removesuffix(":first"): [at, _marks[key.replace(":first", ":last")]]
+                         for key, at in _marks.items() if key.endswith(":first")},
         "profile": _profile(),
         "imports": dict(_imports),
         "messages": {key.removeprefix("message:"): n for key, n in _calls.items() if key.startswith("message:")},

@@ -140,6 +140,10 @@ class LocalRegion:
     def fhir_stats(self) -> dict[str, Any]:
         return requests.get(f"{self.fhir.url}/_admin/stats", timeout=10).json()
 
+    def fhir_log(self) -> list[dict[str, Any]]:
+        """Every FHIR request since the last reset: when, what, and how it was answered."""
+        return requests.get(f"{self.fhir.url}/_admin/requests", timeout=30).json()
+
     def fhir_faults(self, **knobs: Any) -> None:
         requests.post(f"{self.fhir.url}/_admin/faults", json=knobs, timeout=10).raise_for_status()
 

@@ -164,6 +164,26 @@ def test_a_batch_not_held_back_never_asks() -> None:
     assert limiter.rate == TOTAL / MOST
 
 
+def test_a_batch_held_back_only_briefly_never_asks() -> None:
+    """A generous rate (50 per second over 4 batches: 80 ms between requests) holds a batch back too little
+    for a count to pay off: each is a round trip to Airflow's API server, the scarce part of a large run."""
+    now = [0.0]
+    asked: list[int] = []
+
+    def running() -> int:
+        asked.append(1)
+        return 1
+
+    share = SharedRate(50.0, MOST, running, began=0.0, clock=lambda: now[0])
+    limiter = RateLimiter(share, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    now[0] = 1.0
+    waited = sum(limiter.acquire() for _ in range(50))
+
+    assert not asked
+    assert waited > 3.5, "pacing held it back before every request"
+    assert limiter.rate == 50.0 / MOST
+
+
 def test_a_count_that_fails_means_the_fixed_share() -> None:
     now = [0.0]
 
@@ -173,5 +193,5 @@ def test_a_count_that_fails_means_the_fixed_share() -> None:
     share = SharedRate(TOTAL, MOST, running, began=0.0, clock=lambda: now[0])
     now[0] = 1.0
 
-    assert share.update(limited=True) == TOTAL / MOST
+    assert share.update(held_back=0.2) == TOTAL / MOST
     assert share.counts == 1

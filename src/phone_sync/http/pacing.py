@@ -21,9 +21,11 @@ class SharedRate:
 
     A fixed share (``total / most``) leaves a slot's part unused from one batch's last request to the next
     batch's first: behind a one-identifier-per-request gateway, about 2.8 s per batch, 66 s of a 944-s run at
-    20 requests per second. So a process that pacing holds back counts the processes running now, at most
-    every ``probe`` seconds, and takes ``total / count``; above the fixed share it trusts a count only
-    ``refresh`` seconds.
+    20 requests per second. So a process that pacing holds back at least ``worth`` seconds before a request
+    counts the processes running now, at most every ``probe`` seconds, and takes ``total / count``; above the
+    fixed share it trusts a count only ``refresh`` seconds. A count is a round trip to Airflow's API server
+    (the scarce part of a large run): held back for longer, the process pays for it from time it would sleep
+    anyway; held back less (a generous rate), a freed share would gain it too little to ask.
 
     The total stays the ceiling: a process starts at the fixed share and sends its first request no sooner
     than ``refresh + 1 / fixed share`` after it began running (``began``, when the others can count it). By
@@ -41,7 +43,8 @@ class SharedRate:
         *,
         began: float,
         refresh: float = 0.3,
-        probe: float = 0.5,
+        probe: float = 0.25,
+        worth: float = 0.1,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if total <= 0 or most < 1:
@@ -52,7 +55,7 @@ class SharedRate:
         self._ready_at: float | None = began + refresh + 1 / self.fixed
         self.counts = 0  # how often the running processes were counted
         self._running = running
-        self._refresh, self._probe = refresh, probe
+        self._refresh, self._probe, self._worth = refresh, probe, worth
         self._clock = clock
         self._counted_at = began
 
@@ -67,11 +70,11 @@ class SharedRate:
             return 0.0
         return ready_at - now
 
-    def update(self, *, limited: bool) -> float:
-        """The rate for the next request; ``limited``: pacing would make it wait at the current rate."""
+    def update(self, *, held_back: float) -> float:
+        """The rate for the next request; ``held_back``: the seconds pacing would make it wait at the current rate."""
         now = self._clock()
         age = now - self._counted_at
-        if (self.rate > self.fixed and age >= self._refresh) or (limited and age >= self._probe):
+        if (self.rate > self.fixed and age >= self._refresh) or (held_back >= self._worth and age >= self._probe):
             self._count(now)
         return self.rate
 
@@ -117,7 +120,7 @@ class RateLimiter:
             self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
             self._last = now
             if self.shared is not None:
-                self.rate = self.shared.update(limited=self._tokens < 1)
+                self.rate = self.shared.update(held_back=max(0.0, 1 - self._tokens) / self.rate)
             wait = 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
             self._tokens -= 1
             if wait:

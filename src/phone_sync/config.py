@@ -115,7 +115,7 @@ class FhirConfig(_Strict):
     conn_id: ConnId
     identifier_system: str = Field(min_length=1)
     telecom_policy: TelecomPolicy = "replace"
-    search_chunk_size: int = Field(default=20, ge=1, le=100)
+    search_chunk_size: int = Field(default=50, ge=1, le=100)
     max_conflict_retries: int = Field(default=3, ge=0, le=10)
     # Pins parts of the server's interaction profile (phone_sync.fhir.profile) for a server that lies about itself.
     interactions: InteractionPins = InteractionPins()

@@ -76,7 +76,7 @@ def assert_written(fhir: LocalFhir, created: list[dict[str, Any]], prefix: str =
 def test_post_search_refused_falls_back_to_get_at_once(fhir: LocalFhir, bearer_conn: str) -> None:
     niks, created = patients(fhir, 30)
     fhir.faults(search_post_enabled=False)
-    client = client_for(bearer_conn)
+    client = client_for(bearer_conn, search_chunk_size=20)
 
     outcomes = client.apply(new_phones(niks))
 
@@ -212,7 +212,7 @@ def test_patch_without_if_match_is_guarded_by_its_test_operations(fhir: LocalFhi
 def test_a_page_size_cap_is_learned_and_chunks_shrink_to_it(fhir: LocalFhir, bearer_conn: str) -> None:
     niks, _ = patients(fhir, 50)
     fhir.faults(page_size_cap=10)
-    client = client_for(bearer_conn)
+    client = client_for(bearer_conn, search_chunk_size=20)
 
     outcomes = client.apply(new_phones(niks))
 

@@ -69,7 +69,7 @@ class PatientSearch:
     """The searches of one client (see module docstring)."""
 
     def __init__(
-        self, hook: FhirHook, profile: SharedProfile, system: str, chunk_size: int = 20, page_size: int = 100
+        self, hook: FhirHook, profile: SharedProfile, system: str, chunk_size: int, page_size: int = 100
     ) -> None:
         self.hook = hook
         self.profile = profile
@@ -191,7 +191,7 @@ def find_patients(
     hook: FhirHook,
     system: str,
     values: Iterable[str],
-    chunk_size: int = 20,
+    chunk_size: int = 50,
     page_size: int = 100,
     profile: SharedProfile | None = None,
 ) -> Found:

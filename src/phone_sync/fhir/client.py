@@ -1,6 +1,6 @@
 """Apply a batch of phone updates to a FHIR server: search in chunks, merge telecom, write the changes.
 
-Request economy for 100 rows in the normal case: 5 searches (20 identifiers each) + 1 batch Bundle.
+Request economy for 100 rows in the normal case: 2 searches (50 identifiers each) + 1 batch Bundle.
 A server that refuses part of that is searched and written another way, learned at once and kept for
 the batches after (:mod:`phone_sync.fhir.profile`; e.g. a gateway: one GET per identifier and one JSON
 Patch per patient written). Per-row problems become outcomes; transient server trouble that outlives the

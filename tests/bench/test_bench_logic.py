@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench import report
 from bench.baseline import clean_phone_number
+from bench.stages import fhir_timeline
 
 
 def result(name: str, rows: int, seconds: float, fhir: int, sheets: int, lost: int, rss: float) -> dict:
@@ -124,3 +125,15 @@ def test_the_plain_size_of_a_sealed_xcom_is_its_contract_opened() -> None:
     assert plain[0]["contract"] == "batches"
     assert "sealed" not in plain[0]
     assert plain[1] == ref
+
+
+def test_the_wall_time_of_a_rate_bound_run_is_split_where_it_went() -> None:
+    log = [{"at": 102.0 + 0.5 * n} for n in range(9)]  # nine requests, 102.0 to 106.0 s, two a second
+    run = {"queued_at": 100.0, "ended_at": 110.0, "batch_spans": [(101.0, 104.0), (101.0, 106.0), (105.0, 106.0)]}
+
+    timeline = fhir_timeline(log, run, rate=2.0, slots=2)
+
+    # 9 requests at 2 a second: 4.5 s at the rate; 4.0 s from the first to the last leaves none unused (the
+    # parts overlap by the last request's own half second).
+    assert timeline == {"before_first_request": 2.0, "at_rate": 4.5, "rate_unused": 0.0,
+                        "after_last_request": 4.0, "slots_empty": 0.5}  # one slot of two empty 104-105 s

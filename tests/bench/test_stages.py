@@ -131,6 +131,13 @@ def test_the_gateway_report_puts_requests_beside_the_rates_bound(bench_run: dict
     assert f"{per_100:.1f} FHIR requests per 100 rows; wall {result['seconds']:.0f} s" in printed
     assert f"lower bound {result['fhir_bound_seconds']:.0f} s ({requests:,} requests" in printed
     assert "search 200" in printed
+    timeline = result["fhir_timeline"]  # from the FHIR server's request log and the run's own times
+    parts = ("before_first_request", "at_rate", "rate_unused", "after_last_request")
+    assert sum(timeline[part] for part in parts) == pytest.approx(result["seconds"], abs=0.5)
+    assert f"{timeline['at_rate']:.0f} s of requests at the rate" in printed
+    edges = result["tasks"]["process_batch"]["fhir_edges"]
+    assert 0 < edges["start_to_first_request"] < result["seconds"]
+    assert f"a batch holds its slot {edges['start_to_first_request']:.2f} s from its start" in printed
     promise_met = result["seconds"] <= gateway.PROMISE_SECONDS
     assert (verdict["measured"], verdict["met"]) == (round(result["seconds"]), promise_met)
 

@@ -14,8 +14,10 @@ import requests
 
 from localservers.fhir.seed import NIK_SYSTEM, make_patient, seed_patients
 from localservers.process import ServerProcess
-from phone_sync.config import FhirConfig, PhoneRules
+from phone_sync.config import FhirConfig, InteractionPins, PhoneRules
 from phone_sync.contracts import BatchRow
+from phone_sync.fhir.profile_store import SharedProfile
+from phone_sync.fhir.search import Found, PatientSearch
 from phone_sync.http.pacing import Backoff
 
 TOKEN = "static-token-for-tests-0001"
@@ -28,6 +30,11 @@ _nik_counter = itertools.count(1)
 def update(row: int, identifier: str, phone: str, effective: date) -> BatchRow:
     """One batch row as clean_phones hands it to the FHIR client."""
     return BatchRow(row=row, identifier=identifier, phone=phone, effective=effective)
+
+
+def find_patients(hook: Any, system: str, values: list[str], chunk_size: int = 50, page_size: int = 100) -> Found:
+    """One search of ``values`` with the server's profile learned from scratch (no pins, nothing stored)."""
+    return PatientSearch(hook, SharedProfile(hook, InteractionPins()), system, chunk_size, page_size).find(values)
 
 
 def new_nik() -> str:

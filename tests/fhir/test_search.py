@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from localservers.fhir.seed import NIK_SYSTEM
 from phone_sync.fhir.hook import FhirHook
-from phone_sync.fhir.search import escape_token, find_patients
-from tests.fhir.helpers import FAST_BACKOFF, LocalFhir, new_nik
+from phone_sync.fhir.search import escape_token
+from tests.fhir.helpers import FAST_BACKOFF, LocalFhir, find_patients, new_nik
 
 
 def test_paging_beyond_twenty_matches_follows_next_links(fhir: LocalFhir, bearer_conn: str) -> None:

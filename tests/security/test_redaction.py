@@ -12,9 +12,17 @@ import requests
 from phone_sync.fhir.client import FhirClient
 from phone_sync.fhir.errors import FhirError, FhirUnavailable
 from phone_sync.fhir.hook import FhirHook
-from phone_sync.fhir.search import find_patients
 from phone_sync.redaction import RedactedError, mask, outcome_diagnostics, safe_reason, scrub, shown
-from tests.fhir.helpers import FAST_BACKOFF, NIK_SYSTEM, PHONE_RULES, LocalFhir, fhir_config, new_nik, update
+from tests.fhir.helpers import (
+    FAST_BACKOFF,
+    NIK_SYSTEM,
+    PHONE_RULES,
+    LocalFhir,
+    fhir_config,
+    find_patients,
+    new_nik,
+    update,
+)
 
 # What a hostile (or merely chatty) server quotes back: a name, a birth date, an address with slashed numbers.
 QUOTED = "patient Siti Rahayu, lahir 12/03/1980, Jl. Melati No. 17/3 RT 003/RW 004"

@@ -26,7 +26,6 @@ from itertools import islice
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from phone_sync.config import InteractionPins
 from phone_sync.fhir.errors import FhirError
 from phone_sync.fhir.hook import FhirHook
 from phone_sync.fhir.profile import OR_MODES, Refused, refusal_of
@@ -186,15 +185,3 @@ class PatientSearch:
             self.profile.misread_or_lists()
         return bool(alone)
 
-
-def find_patients(
-    hook: FhirHook,
-    system: str,
-    values: Iterable[str],
-    chunk_size: int = 50,
-    page_size: int = 100,
-    profile: SharedProfile | None = None,
-) -> Found:
-    """:meth:`PatientSearch.find` with ``profile`` (by default the server's profile learned from scratch)."""
-    shared = profile or SharedProfile(hook, InteractionPins())
-    return PatientSearch(hook, shared, system, chunk_size, page_size).find(values)

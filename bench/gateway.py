@@ -57,7 +57,8 @@ def format_gateway(result: dict[str, Any]) -> str:
         f"  requests by interaction and status: {sent}; refusals learned: {refused or 'none'}"
         + (f"\n  wall time: {timeline['before_first_request']:.0f} s before the first FHIR request, "
            f"{timeline['at_rate']:.0f} s of requests at the rate, {timeline['rate_unused']:.1f} s of rate unused "
-           f"between ({timeline['slots_empty']:.1f} s of it while a slot had no batch), "
+           f"between (slots without a batch: {timeline['slots_empty']:.1f} s of the whole rate, which the running "
+           f"batches take up in part), "
            f"{timeline['after_last_request']:.0f} s after the last" if timeline else "")
         + (f"\n  a batch holds its slot {edges['start_to_first_request']:.2f} s from its start to its first FHIR "
            f"request and {edges['last_answer_to_end']:.2f} s from its last answer to its end" if edges else "")

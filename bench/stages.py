@@ -200,8 +200,9 @@ def scheduler(config: RegionConfig, scenario: Scenario, region_file: Path, workd
 
 def fhir_timeline(log: list[dict[str, Any]], run: dict[str, Any], rate: float, slots: int) -> dict[str, float] | None:
     """Where a rate-bound run's wall time went: before its first FHIR request, the requests at the agreed rate,
-    the rate left unused between its first and last request (``slots_empty``: the part of it while fewer batches
-    ran than may, from the first batch's start to the last one's), and after its last."""
+    the rate left unused between its first and last request, and after its last; ``slots_empty``: the rate of
+    the slots that stood without a batch from the first batch's start to the last one's (at most what that
+    cost: the running batches take up part of it)."""
     moments = sorted(entry["at"] for entry in log)
     if not moments or run.get("queued_at") is None or run.get("ended_at") is None:
         return None

@@ -146,6 +146,7 @@ def _summary(run: dict[str, Any], sampled: dict[str, float], recorded: list[dict
     """Per task: RSS (max of recorded and sampled), CPU, the profile (mean over map indexes), its timeline."""
     run_start = _moment(run["run"].get("start_date")) or 0.0
     per_task: dict[str, dict[str, Any]] = {}
+    spans: dict[tuple[str, int], tuple[float, float]] = {}  # (task, map index): its start and end
     for ti in run["task_instances"]:
         entry = per_task.setdefault(ti["task_id"], {
             "count": 0, "sampled_mib": 0.0, "ru_maxrss_mib": 0.0, "first_start": None, "last_end": None,
@@ -154,6 +155,7 @@ def _summary(run: dict[str, Any], sampled: dict[str, float], recorded: list[dict
         entry["sampled_mib"] = round(max(entry["sampled_mib"], sampled.get(ti["id"], 0.0)), 1)
         start, end, queued = _moment(ti.get("start_date")), _moment(ti.get("end_date")), _moment(ti.get("queued_when"))
         if start is not None and end is not None:
+            spans[ti["task_id"], ti.get("map_index", -1)] = (start, end)
             entry["ti_seconds"] += end - start
             entry["first_start"] = min(start - run_start, entry["first_start"] or 1e12)
             entry["last_end"] = max(end - run_start, entry["last_end"] or 0.0)
@@ -184,26 +186,26 @@ def _summary(run: dict[str, Any], sampled: dict[str, float], recorded: list[dict
             kind: _mean([line.get("message_seconds", {}).get(kind, 0) for line in mine]) for kind in kinds
         }
         entry["modules"] = next((line["modules"] for line in mine if "modules" in line), [])
-        entry["fhir_edges"] = _fhir_edges(mine, [ti for ti in run["task_instances"] if ti["task_id"] == task_id])
+        mapped = {index: span for (task, index), span in spans.items() if task == task_id}
+        entry["fhir_edges"] = _fhir_edges(mine, mapped)
     states: dict[str, int] = {}
     for ti in run["task_instances"]:
         states[str(ti["state"])] = states.get(str(ti["state"]), 0) + 1
     return {"run_id": run["run_id"], "state": run["state"], "seconds": run["seconds"], "task_states": states,
             "queued_at": _moment(run["run"].get("queued_at")), "ended_at": _moment(run["run"].get("end_date")),
-            "batch_spans": sorted((_moment(ti["start_date"]), _moment(ti["end_date"])) for ti in run["task_instances"]
-                                  if ti["task_id"] == "process_batch" and ti.get("start_date") and ti.get("end_date")),
+            "batch_spans": sorted(span for (task, _), span in spans.items() if task == "process_batch"),
             "tasks": per_task, "db_growth_mib": run["db_growth_mib"], "xcom": run.get("xcom")}
 
 
-def _fhir_edges(lines: list[dict[str, Any]], tis: list[dict[str, Any]]) -> dict[str, float] | None:
+def _fhir_edges(lines: list[dict[str, Any]], spans: dict[int, tuple[float, float]]) -> dict[str, float] | None:
     """Mean seconds from a task's start (as Airflow counts it: when the others can see it running) to its first
-    FHIR request, and from its last FHIR answer to its end: the parts of its slot it holds without using the rate."""
-    spans = {ti.get("map_index"): (_moment(ti.get("start_date")), _moment(ti.get("end_date"))) for ti in tis}
+    FHIR request, and from its last FHIR answer to its end: the parts of its slot it holds without using the rate.
+    ``spans``: each map index's start and end."""
     before, after = [], []
     for line in lines:
         window = line.get("http_windows", {}).get("http_fhir")
-        start, end = spans.get(line["map_index"], (None, None))
-        if window and start is not None and end is not None:
+        if window and line["map_index"] in spans:
+            start, end = spans[line["map_index"]]
             before.append(window[0] - start)
             after.append(end - window[1])
     return {"start_to_first_request": _mean(before), "last_answer_to_end": _mean(after)} if before else None

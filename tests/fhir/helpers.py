@@ -32,9 +32,13 @@ def update(row: int, identifier: str, phone: str, effective: date) -> BatchRow:
     return BatchRow(row=row, identifier=identifier, phone=phone, effective=effective)
 
 
-def find_patients(hook: Any, system: str, values: list[str], chunk_size: int = 50, page_size: int = 100) -> Found:
-    """One search of ``values`` with the server's profile learned from scratch (no pins, nothing stored)."""
-    return PatientSearch(hook, SharedProfile(hook, InteractionPins()), system, chunk_size, page_size).find(values)
+def find_patients(
+    hook: Any, system: str, values: list[str], chunk_size: int | None = None, page_size: int = 100
+) -> Found:
+    """One search of ``values`` with the server's profile learned from scratch (no pins, nothing stored);
+    ``chunk_size`` by default the region setting's default."""
+    chunk = chunk_size or FhirConfig.model_fields["search_chunk_size"].default
+    return PatientSearch(hook, SharedProfile(hook, InteractionPins()), system, chunk, page_size).find(values)
 
 
 def new_nik() -> str:

@@ -174,10 +174,10 @@ def stage_clean(spec: dict[str, Any]) -> dict[str, Any]:
     floor = current_rss_mib()
     started = time.perf_counter()
     extracted = ti.xcom_pull(TaskId.EXTRACT, map_indexes=-1)
-    refs = tasks.clean_phones(config, extracted, _context(spec, ti))
+    indexes = tasks.clean_phones(config, extracted, _context(spec, ti))
     seconds = time.perf_counter() - started
-    ti.xcom_push("return_value", refs)
-    return {"seconds": seconds, "import_rss_mib": floor, "xcom_bytes": len(json.dumps(refs))}
+    ti.xcom_push("return_value", indexes)
+    return {"seconds": seconds, "import_rss_mib": floor, "xcom_bytes": len(json.dumps(indexes))}
 
 
 def stage_unwritten_results(spec: dict[str, Any]) -> dict[str, Any]:

@@ -103,6 +103,29 @@ def ti_states(dag_run: Any) -> dict[tuple[str, int], str]:
     return {key: state for key, (state, _) in ti_tries(dag_run).items()}
 
 
+def batch_labels(dag_run: Any) -> dict[int, str | None]:
+    """Map index -> the grid's name of each batch (``rendered_map_index``)."""
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {
+            ti.map_index: ti.rendered_map_index
+            for ti in dag_run.get_task_instances(session=session)
+            if ti.task_id == "process_batch"
+        }
+
+
+def xcom_value(dag_run: Any, task_id: str, key: str = "return_value") -> Any:
+    """The value ``task_id`` (unmapped) pushed under ``key`` in ``dag_run``, as stored."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        [row] = session.query(XComModel).filter_by(run_id=dag_run.run_id, task_id=task_id, key=key).all()
+        value = row.value
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def ti_tries(dag_run: Any) -> dict[tuple[str, int], tuple[str, int]]:
     """(task id, map index) -> (state, try number) of every task instance of the run."""
     from airflow.utils.session import create_session

@@ -1,12 +1,14 @@
 """What each task of a region's DAG hands the next, as typed, versioned XCom contracts.
 
     extract_rows -> Extracted (+ RunFacts, read by every later task) -> clean_phones
-        -> [BatchRef] to map over (+ Batches, ten batches each, + Decided) -> process_batch -> BatchResult
-        -> write_back_statuses -> WriteBack -> run_report
+        -> [batch index] to map over (+ Batches, ten batches each, + [BatchRef], + Decided) -> process_batch
+        -> BatchResult -> write_back_statuses -> WriteBack -> run_report
 
-A mapped batch is handed only its small :class:`BatchRef`; it pulls its rows by key (:func:`batch_key`),
-where they wait with those of a few neighbours (:class:`Batches`): each batch process reads a few batches'
-rows, not every batch of the run, and cleaning pushes one value per ten batches, not one per batch.
+A mapped batch is handed only its index; it pulls its rows by key (:func:`batch_key`), where they wait with
+those of a few neighbours (:class:`Batches`): each batch process reads a few batches' rows, not every batch of
+the run, and cleaning pushes one value per ten batches, not one per batch. Airflow hands a mapped task its
+item by reading the whole mapped list, in every batch process: at 930 batches a list of contracts (170 bytes
+each) cost each batch process about 0.1 s more of the API server's time than a list of numbers.
 
 Each contract is a frozen pydantic model with ``to_xcom()`` and ``from_xcom()``. The XCom value names
 its contract and version, so a task reading what an older (or newer) release pushed fails with one
@@ -34,7 +36,7 @@ from phone_sync.crypto import Sealer
 from phone_sync.errors import SetupError
 from phone_sync.outcomes import Outcome, Status
 
-VERSION = 4
+VERSION = 5
 
 # A cell as the Sheets API returns it unformatted.
 CellValue = str | int | float | bool | None
@@ -54,7 +56,8 @@ class XComKey(StrEnum):
     """Side XComs next to a task's return value."""
 
     FACTS = "run_facts"  # extract_rows: what the run read and where (RunFacts), for every later task
-    DECIDED = "decided"  # clean_phones: the statuses decided while cleaning (its return value is the batch refs)
+    DECIDED = "decided"  # clean_phones: the statuses decided while cleaning (its return value: the batch indexes)
+    BATCH_REFS = "batch_refs"  # clean_phones: every batch cut (BatchRef), for write-back and the report
     FAILURE = "failure"  # process_batch: why a batch failed, pushed before it raises
     REPORT = "report"  # run_report: the report values, pushed before it fails the run
 
@@ -278,15 +281,12 @@ class BatchRow:
 
 
 class BatchRef(Contract):
-    """clean_phones -> process_batch: what a mapped batch is handed (its rows wait under :func:`batch_key`), and
-    where its statuses go (the run's columns, from :class:`RunFacts`: a batch needs no other XCom for them)."""
+    """clean_phones -> write-back and the report: a batch the run cut (what they count a failed batch by)."""
 
     name = "batch_ref"
     index: int
     label: str  # "rows 2-101": the grid's name of the mapped task
     size: int  # rows in the batch
-    identifier_column: int  # as RunFacts
-    columns: dict[str, int]  # as RunFacts
 
 
 class Batch(Contract):
@@ -302,20 +302,38 @@ class Batch(Contract):
 
 class Batches(Contract):
     """clean_phones -> process_batch and write-back: up to :data:`BATCHES_PER_KEY` batches under one
-    :func:`batch_key`; their labels stay readable in the XCom tab."""
+    :func:`batch_key`, and where their statuses go (the run's columns, as :class:`RunFacts`: a batch needs no
+    other XCom for them). Their indexes and labels stay readable in the XCom tab, and to a batch without the key.
+    """
 
     name = "batches"
     sealed_fields = frozenset({"batches"})
+    indexes: list[int]
     labels: list[str]
+    identifier_column: int  # as RunFacts
+    columns: dict[str, int]  # as RunFacts
     batches: list[Batch] = []
 
     @classmethod
-    def by_key(cls, batches: list[Batch]) -> dict[str, Batches]:
+    def by_key(cls, batches: list[Batch], *, identifier_column: int, columns: dict[str, int]) -> dict[str, Batches]:
         """``batches`` grouped under their keys, as clean_phones pushes them."""
         grouped: dict[str, list[Batch]] = {}
         for batch in batches:
             grouped.setdefault(batch_key(batch.index), []).append(batch)
-        return {key: cls(labels=[b.label for b in group], batches=group) for key, group in grouped.items()}
+        return {
+            key: cls(
+                indexes=[b.index for b in group],
+                labels=[b.label for b in group],
+                identifier_column=identifier_column,
+                columns=columns,
+                batches=group,
+            )
+            for key, group in grouped.items()
+        }
+
+    def label(self, index: int) -> str | None:
+        """Batch ``index``'s label, from the readable fields (no key needed)."""
+        return dict(zip(self.indexes, self.labels, strict=True)).get(index)
 
     def get(self, index: int) -> Batch | None:
         return next((batch for batch in self.batches if batch.index == index), None)

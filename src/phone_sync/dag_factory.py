@@ -147,12 +147,10 @@ def build_region_dag(config: RegionConfig) -> DAG:
             execution_timeout=limits.batch,
             **batch_callbacks(config),
         )
-        def process_batch(batch: dict[str, Any]) -> dict[str, Any]:
+        def process_batch(batch: int) -> dict[str, Any]:
             from phone_sync.pipeline import tasks
 
-            context = get_current_context()
-            context["batch_label"] = batch["label"]  # type: ignore[typeddict-unknown-key]
-            return tasks.process_batch(config, batch, context)
+            return tasks.process_batch(config, batch, get_current_context())
 
         # Write-back and the report read their inputs themselves: they run after failures too (all_done),
         # when some of those inputs do not exist.

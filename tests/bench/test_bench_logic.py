@@ -113,9 +113,9 @@ def test_the_plain_size_of_a_sealed_xcom_is_its_contract_opened() -> None:
     sealer = Sealer.from_text(new_key())
     row = BatchRow(row=2, identifier="33", phone="+62812", effective=date.today())
     batch = Batch(index=0, label="rows 2-2", rows=[row])
-    ref = BatchRef(index=0, label="rows 2-2", size=1, identifier_column=1, columns={"identifier": 1}).to_xcom()
+    ref = BatchRef(index=0, label="rows 2-2", size=1).to_xcom()
 
-    (batches,) = Batches.by_key([batch]).values()
+    (batches,) = Batches.by_key([batch], identifier_column=1, columns={"identifier": 1}).values()
     plain = opened({"wrapped": [batches.to_xcom(sealer), ref]}, sealer)["wrapped"]
 
     assert plain[0]["batches"][0]["rows"] == [

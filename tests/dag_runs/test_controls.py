@@ -22,7 +22,7 @@ from phone_sync.contracts import Extracted
 from phone_sync.crypto import Sealer
 from phone_sync.dag_factory import build_region_dag
 from tests.dag_runs.test_pipeline import assert_rows_match
-from tests.regions import MakeRegion, report_rows, statuses, ti_tries
+from tests.regions import MakeRegion, report_rows, statuses, ti_tries, xcom_value
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,7 @@ def test_a_slice_of_rows_reads_and_sends_only_those_rows(make_region: MakeRegion
     sheet = statuses(region)
     assert all(text == "" for row, text in sheet.items() if not 40 <= row <= 139)
     assert all(text for row, text in sheet.items() if 40 <= row <= 139 and scenario.expected[row].kind != "blank")
-    extracted = _xcom(dag_run, "extract_rows")
+    extracted = xcom_value(dag_run, "extract_rows")
     rows = Extracted.from_xcom(extracted, Sealer.from_text(region.phi_key)).rows
     assert rows
     assert {row.row for row in rows} <= set(range(40, 140)), "rows outside the slice are not in XCom at all"
@@ -195,16 +195,6 @@ def test_a_control_the_form_would_refuse_stops_the_first_task(
     assert said in report["problem"]
     assert report["mode"] == "invalid controls"
     assert set(statuses(region).values()) == {""}
-
-
-def _xcom(dag_run: Any, task_id: str) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        [row] = session.query(XComModel).filter_by(run_id=dag_run.run_id, task_id=task_id, key="return_value").all()
-        value = row.value
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def test_the_trigger_form_validates_types_ranges_and_formats(make_region: MakeRegion) -> None:

@@ -12,7 +12,17 @@ from localservers.stack import LocalRegion
 from phone_sync.contracts import ExtractedRow
 from phone_sync.phones import canonical
 from phone_sync.pipeline.batching import clean_and_batch
-from tests.regions import STATUS_PREFIX, MakeRegion, phones_by_identifier, report_rows, run_dag, statuses, ti_states
+from tests.regions import (
+    STATUS_PREFIX,
+    MakeRegion,
+    batch_labels,
+    phones_by_identifier,
+    report_rows,
+    run_dag,
+    statuses,
+    ti_states,
+    xcom_value,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +98,9 @@ def test_thirty_batches_end_to_end(make_region: MakeRegion) -> None:
     sent = sum(len(b) for b in batches)
     assert report["FHIR requests"] <= sent / 10
     assert sorted(k[1] for k in ti_states(dag_run) if k[0] == "process_batch") == list(range(len(batches)))
+    # Airflow hands a mapped batch its item by reading the whole mapped list, in every batch process: numbers only.
+    assert xcom_value(dag_run, "clean_phones") == list(range(len(batches)))
+    assert batch_labels(dag_run) == {i: f"rows {rows[0]}-{rows[-1]}" for i, rows in enumerate(batches)}
 
 
 def test_rerun_changes_nothing_on_the_server(make_region: MakeRegion) -> None:

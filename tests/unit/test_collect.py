@@ -26,6 +26,7 @@ from phone_sync.pipeline.run_xcom import RunXCom
 
 SEALER = Sealer.from_text(new_key())
 DAY = date(2026, 11, 20)
+WHERE = {"identifier_column": 1, "columns": {"identifier": 1}}  # where the run's statuses go
 
 
 class CountingTaskInstance(FakeTaskInstance):
@@ -57,11 +58,11 @@ def run_store(
     (statuses and the rows each left unwritten), failures."""
     store: dict[tuple[str, str, int], Any] = {}
     clean = FakeTaskInstance(store, TaskId.CLEAN)
-    for key, group in Batches.by_key(batches).items():
+    for key, group in Batches.by_key(batches, **WHERE).items():
         clean.xcom_push(key, group.to_xcom(SEALER))
-    where = {"identifier_column": 1, "columns": {"identifier": 1}}
-    refs = [BatchRef(index=b.index, label=b.label, size=len(b.rows), **where).to_xcom() for b in batches]
-    clean.xcom_push("return_value", refs)
+    refs = [BatchRef(index=b.index, label=b.label, size=len(b.rows)).to_xcom() for b in batches]
+    clean.xcom_push(XComKey.BATCH_REFS, refs)
+    clean.xcom_push("return_value", [b.index for b in batches])
     decided = [Status(row=1000, identifier="x", outcome=Outcome.INVALID_PHONE, reason=Reason.INVALID_PHONE)]
     clean.xcom_push(XComKey.DECIDED, Decided(statuses=decided, counts=count(decided)).to_xcom(SEALER))
     for index, (statuses, left) in results.items():
@@ -141,7 +142,7 @@ def test_a_failed_batch_opens_only_its_own_rows_and_says_why() -> None:
 
 def test_batches_travel_ten_to_a_key_and_each_key_is_read_once() -> None:
     batches = [batch(index, range(2 + 2 * index, 4 + 2 * index)) for index in range(25)]
-    keys = Batches.by_key(batches)
+    keys = Batches.by_key(batches, **WHERE)
     assert len(keys) == 3 == -(-len(batches) // BATCHES_PER_KEY), "clean_phones pushes one value per ten batches"
     failed = {3: Failure(task=TaskId.BATCH, reason="timeout"), 7: Failure(task=TaskId.BATCH, reason="timeout")}
     failed[21] = failed[3]

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from phone_sync.contracts import Batch, BatchRef, BatchRow
+from phone_sync.contracts import Batch, Batches, BatchRow
 from phone_sync.crypto import Sealer, new_key
 from phone_sync.outcomes import Outcome, Status
 from phone_sync.pipeline.progress import batch_progress
@@ -37,14 +37,15 @@ def test_a_live_write_that_cannot_run_leaves_every_row_for_write_back(
     ]
     statuses = [Status(row=r.row, identifier=r.identifier, outcome=Outcome.UPDATED, batch=0) for r in rows]
     cells = [StatusCell(row=r.row, identifier=r.identifier, text="success: phone updated") for r in rows]
-    ref = BatchRef(index=0, label="rows 2-5", size=4, identifier_column=1, columns={"identifier": 1, "status": 5})
+    batch = Batch(index=0, label="rows 2-5", rows=rows)
+    (group,) = Batches.by_key([batch], identifier_column=1, columns={"identifier": 1, "status": 5}).values()
     context = {"ti": SimpleNamespace(try_number=1), "run_id": "manual__2026-11-20"}
 
     progress = batch_progress(
         config,
         context,  # type: ignore[arg-type]
-        ref,
-        Batch(index=0, label="rows 2-5", rows=rows),
+        group,
+        batch,
         statuses,
         cells,
         Sealer.from_text(new_key()),

@@ -34,7 +34,8 @@ def key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def sealed_batch(key: str) -> dict[str, object]:
     row = BatchRow(row=2, identifier=NIK, phone=PHONE, effective=date(2026, 11, 28))
-    batches = Batches.by_key([Batch(index=0, label="rows 2-2", rows=[row])])
+    batch = Batch(index=0, label="rows 2-2", rows=[row])
+    batches = Batches.by_key([batch], identifier_column=1, columns={"identifier": 1})
     return batches[batch_key(0)].to_xcom(Sealer.from_text(key))
 
 

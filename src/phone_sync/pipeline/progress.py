@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from phone_sync.config import RegionConfig
-from phone_sync.contracts import Batch, BatchRef, TaskId
+from phone_sync.contracts import Batch, Batches, TaskId
 from phone_sync.crypto import Sealer
 from phone_sync.outcomes import Status
 from phone_sync.pipeline.preview import Line, preview_line
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 def batch_progress(
     config: RegionConfig,
     context: Context,
-    ref: BatchRef,
+    group: Batches,
     batch: Batch,
     statuses: list[Status],
     cells: list[StatusCell],
@@ -45,7 +45,7 @@ def batch_progress(
     # An identifier on several rows of the run: its statuses are placed together, so write-back writes them.
     alone = [cell for cell, row in zip(cells, batch.rows, strict=True) if not row.repeated]
     try:
-        progress = _live(config, context, ref, alone, lines, sealer, preview=preview)
+        progress = _live(config, context, group, alone, lines, sealer, preview=preview)
         progress.left += [cell.row for cell, row in zip(cells, batch.rows, strict=True) if row.repeated]
     except Exception as exc:  # best effort: never fail a batch whose FHIR work is done for a progress write
         progress = Progress(left=rows, reason=f"progress write failed ({type(exc).__name__})")
@@ -53,7 +53,7 @@ def batch_progress(
         progress.written, progress.left = ([], rows) if progress.reason else (rows, [])
     if progress.left and _write_back_done(config, context):
         log.info("write_back_statuses already ran in this run: the batch writes its %d statuses itself", len(rows))
-        progress = _after_write_back(config, context, ref, cells, lines, progress, preview=preview)
+        progress = _after_write_back(config, context, group, cells, lines, progress, preview=preview)
     return progress
 
 
@@ -68,7 +68,7 @@ def _lines(batch: Batch, statuses: list[Status], run_id: str) -> list[Line]:
 def _live(
     config: RegionConfig,
     context: Context,
-    ref: BatchRef,
+    group: Batches,
     cells: list[StatusCell],
     lines: list[Line],
     sealer: Sealer,
@@ -82,7 +82,7 @@ def _live(
 
     left = [cell.row for cell in cells]
     sheets = config.sheets
-    if not preview and set(ref.columns) == {"identifier"}:
+    if not preview and set(group.columns) == {"identifier"}:
         return Progress(left=left, reason="no status column yet")
     # The quota first: most batches of a large run find the minute spent and need not read the token.
     quota = SheetsQuota(sheets.conn_id, sheets.requests_per_minute, racers=config.max_parallel_batches)
@@ -95,7 +95,7 @@ def _live(
     if preview:
         return write_preview_live(sheet, line_ranges(sheets.preview_worksheet, lines))
     return write_statuses_live(
-        sheet, sheets, ref.columns, cells, run_id=context["run_id"], run_time=datetime.now(UTC)
+        sheet, sheets, group.columns, cells, run_id=context["run_id"], run_time=datetime.now(UTC)
     )
 
 
@@ -119,7 +119,7 @@ def _write_back_done(config: RegionConfig, context: Context) -> bool:
 def _after_write_back(
     config: RegionConfig,
     context: Context,
-    ref: BatchRef,
+    group: Batches,
     cells: list[StatusCell],
     lines: list[Line],
     live: Progress,
@@ -142,7 +142,7 @@ def _after_write_back(
         [cell for cell in cells if cell.row in left],
         run_id=context["run_id"],
         run_time=datetime.now(UTC),
-        identifier_column=ref.identifier_column,
+        identifier_column=group.identifier_column,
     )
     not_placed = set(result.not_placed)
     return Progress(

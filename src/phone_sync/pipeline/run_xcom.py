@@ -36,6 +36,7 @@ class RunXCom:
         self.ti = ti
         self.sealer = sealer
         self._batches: dict[str, Batches | None] = {}  # by key: write-back reads several batches of one key
+        self._pulled: dict[str, Any] = {}  # Batches values read for their readable fields, until opened
         self._sealed_results: dict[int, Any] = {}  # results that left statuses, as pulled: opened on demand
 
     def _one(
@@ -55,10 +56,22 @@ class RunXCom:
         """The statuses decided while cleaning; ``public_only``: their counts, without the key."""
         return self._one(Decided, TaskId.CLEAN, XComKey.DECIDED, public_only=public_only)
 
+    def batch_group(self, index: int) -> Batches | None:
+        """The readable fields of the :class:`Batches` holding batch ``index`` (its label, the run's columns),
+        without the key: a batch names itself before it opens anything."""
+        key = batch_key(index)
+        if key not in self._pulled:
+            self._pulled[key] = self.ti.xcom_pull(task_ids=TaskId.CLEAN, key=key, map_indexes=-1)
+        value = self._pulled[key]
+        return None if value is None else Batches.from_xcom(value, public_only=True)
+
     def batch(self, index: int) -> Batch | None:
         key = batch_key(index)
         if key not in self._batches:
-            self._batches[key] = self._one(Batches, TaskId.CLEAN, key)
+            value = self._pulled.pop(key) if key in self._pulled else self.ti.xcom_pull(
+                task_ids=TaskId.CLEAN, key=key, map_indexes=-1
+            )
+            self._batches[key] = None if value is None else Batches.from_xcom(value, self.sealer)
         batches = self._batches[key]
         return None if batches is None else batches.get(index)
 
@@ -69,8 +82,8 @@ class RunXCom:
         return self._one(WriteBack, TaskId.WRITE_BACK, RETURN_VALUE)
 
     def refs(self) -> list[BatchRef]:
-        """The batches clean_phones cut (what process_batch maps over)."""
-        values = self.ti.xcom_pull(task_ids=TaskId.CLEAN, key=RETURN_VALUE, map_indexes=-1) or []
+        """The batches clean_phones cut (process_batch maps over their indexes)."""
+        values = self.ti.xcom_pull(task_ids=TaskId.CLEAN, key=XComKey.BATCH_REFS, map_indexes=-1) or []
         return [BatchRef.from_xcom(value) for value in values]
 
     def results(self, *, to_open: bool = False) -> list[BatchResult]:

@@ -225,8 +225,8 @@ def _ready_for_progress(
     return columns
 
 
-def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Context) -> list[dict[str, Any]]:
-    """Clean and de-duplicate; push each batch and the statuses decided here, return the batch refs to map over."""
+def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Context) -> list[int]:
+    """Clean and de-duplicate; push each batch and the statuses decided here, return the batch indexes to map over."""
     with step(config, context, TaskId.CLEAN):
         sealer = _sealer(config)
         facts = RunXCom(context["ti"]).facts()  # pushed by extract_rows before it succeeded
@@ -264,24 +264,18 @@ def clean_phones(config: RegionConfig, extracted_xcom: Any, context: Context) ->
             batches = [b.model_copy(update={"lines": [line[r.row] for r in b.rows]}) for b in batches]
         ti = context["ti"]
         # Ten batches per key: a mapped batch pulls its neighbours' rows with its own, not every batch of the run.
-        for key, group in Batches.by_key(batches).items():
+        where = {"identifier_column": facts.identifier_column, "columns": facts.columns}
+        for key, group in Batches.by_key(batches, **where).items():
             ti.xcom_push(key=key, value=group.to_xcom(sealer))
         lines = [line[s.row] for s in decided] if line else []
         ti.xcom_push(key=XComKey.DECIDED, value=Decided(statuses=decided, counts=counts, lines=lines).to_xcom(sealer))
-        return [
-            BatchRef(
-                index=b.index,
-                label=b.label,
-                size=len(b.rows),
-                identifier_column=facts.identifier_column,
-                columns=facts.columns,
-            ).to_xcom()
-            for b in batches
-        ]
+        refs = [BatchRef(index=b.index, label=b.label, size=len(b.rows)).to_xcom() for b in batches]
+        ti.xcom_push(key=XComKey.BATCH_REFS, value=refs)
+        return [b.index for b in batches]  # what process_batch maps over: see phone_sync.contracts
 
 
-def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict[str, Any]:
-    """Apply one batch to the region's FHIR server and write its statuses (``pipeline.progress``); per-row
+def process_batch(config: RegionConfig, index: int, context: Context) -> dict[str, Any]:
+    """Apply batch ``index`` to the region's FHIR server and write its statuses (``pipeline.progress``); per-row
     problems are statuses, outages raise."""
     from phone_sync.fhir.client import FhirClient
     from phone_sync.fhir.hook import FhirHook
@@ -289,12 +283,16 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
     from phone_sync.pipeline.progress import batch_progress
 
     with step(config, context, TaskId.BATCH):
-        sealer = _sealer(config)
-        ref = BatchRef.from_xcom(ref_xcom)
-        xcom = RunXCom(context["ti"], sealer)
-        batch = xcom.batch(ref.index)
+        xcom = RunXCom(context["ti"])
+        group = xcom.batch_group(index)
+        label = group.label(index) if group is not None else None
+        if label is None:
+            raise AirflowFailException(f"batch {index}: its rows are not in XCom; clear the whole run")
+        context["batch_label"] = label  # type: ignore[typeddict-unknown-key]  # the grid's name (map_index_template)
+        xcom.sealer = sealer = _sealer(config)
+        batch = xcom.batch(index)
         if batch is None:
-            raise AirflowFailException(f"batch {ref.label}: its rows are not in XCom; clear the whole run")
+            raise AirflowFailException(f"batch {label}: its rows are not in XCom; clear the whole run")
         preview = _controls(config, context).preview
         rate = _fhir_rate(config, context)
         hook = FhirHook(config.fhir.conn_id, requests_per_second=rate, token_store=_fhir_token_store(config, sealer))
@@ -308,7 +306,7 @@ def process_batch(config: RegionConfig, ref_xcom: Any, context: Context) -> dict
             raise
         step_log.row_lines("batch", statuses)
         cells = list(map(_status_cell(config, context["run_id"]), statuses))
-        progress = batch_progress(config, context, ref, batch, statuses, cells, sealer, preview=preview)
+        progress = batch_progress(config, context, group, batch, statuses, cells, sealer, preview=preview)
         counts = count(statuses)
         profile = client.profile.describe()
         step_log.summary(

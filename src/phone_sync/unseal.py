@@ -45,7 +45,10 @@ TTY_WARNING = (
 
 
 def opened(value: Any, sealer: Sealer) -> Any:
-    """The contract (or list of contracts) in ``value``, opened, as plain JSON."""
+    """The contract (or list of contracts) in ``value``, opened, as plain JSON; numbers (the batch indexes
+    ``process_batch`` maps over) as they are."""
+    if isinstance(value, int | float):
+        return value
     if isinstance(value, list):
         return [opened(item, sealer) for item in value]
     if isinstance(value, dict) and "value" in value and "contract" not in value:  # the REST API's wrapper

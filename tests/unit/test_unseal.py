@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from localservers.sinks.processes import Redirector
-from phone_sync.contracts import Batch, Batches, BatchRow, batch_key
+from phone_sync.contracts import Batch, Batches, BatchRow, ContractError, batch_key
 from phone_sync.crypto import Sealer, new_key
-from phone_sync.unseal import KEY_ENV, TOKEN_ENV, TTY_WARNING, main
+from phone_sync.unseal import KEY_ENV, TOKEN_ENV, TTY_WARNING, main, opened
 
 NIK, PHONE = "3302011234567890", "+6281234567890"
 API_TOKEN = "api-token-for-unseal-tests-01"
@@ -135,3 +135,10 @@ def test_a_terminal_is_warned_before_patient_data_a_pipe_is_not(tmp_path: Path) 
     piped, quiet = _show(value, key, terminal=False)
     assert NIK.encode() in piped
     assert quiet == b""
+
+
+def test_the_batch_indexes_show_as_they_are_and_a_foreign_value_is_refused() -> None:
+    sealer = Sealer.from_text(new_key())
+    assert opened(json.dumps([0, 1, 2]), sealer) == [0, 1, 2]  # clean_phones' return value
+    with pytest.raises(ContractError, match="not a phone-sync XCom contract"):
+        opened({"rows": [NIK]}, sealer)

@@ -28,13 +28,11 @@ class SharedRate:
     anyway; held back less (a generous rate), a freed share would gain it too little to ask.
 
     The total stays the ceiling: a process starts at the fixed share and sends its first request no sooner
-    than ``refresh`` after it began running (``began``, when the others can count it). By then every process
-    above the fixed share has counted it and slowed down: its count is less than ``refresh`` old when a request
-    of it goes out (:class:`RateLimiter` looks again after it slept, and waits out the slower rate). The later
-    the others slow down, the less of the newcomer's share idles while it starts (parse the DAG, read its
-    rows): they slow down on average ``refresh / 2`` after it began, so ``refresh`` is about a batch process's
-    start-up (0.5 s), which then seldom waits; a process that finds itself alone need not wait at all. A count
-    that fails means the fixed share.
+    than ``refresh + 1 / fixed share`` after it began running (``began``, when the others can count it). By
+    then every process above the fixed share has counted it and slowed down: its count is at most ``refresh``
+    old when it decides a request's wait, and that wait is shorter than one request at the fixed share. A
+    batch process needs longer than that to start (parse the DAG, read its rows), so it seldom waits; a
+    process that finds itself alone need not wait at all. A count that fails means the fixed share.
     """
 
     def __init__(
@@ -44,7 +42,7 @@ class SharedRate:
         running: Callable[[], int],
         *,
         began: float,
-        refresh: float = 0.5,
+        refresh: float = 0.3,
         probe: float = 0.25,
         worth: float = 0.1,
         clock: Callable[[], float] = time.time,
@@ -54,7 +52,7 @@ class SharedRate:
         self.total, self.most = total, most
         self.fixed = total / most
         self.rate = self.fixed
-        self._ready_at: float | None = began + refresh
+        self._ready_at: float | None = began + refresh + 1 / self.fixed
         self.counts = 0  # how often the running processes were counted
         self._running = running
         self._refresh, self._probe, self._worth = refresh, probe, worth
@@ -115,32 +113,20 @@ class RateLimiter:
         self.waited_seconds = 0.0
 
     def acquire(self) -> float:
-        """Block until a request may go out; return the seconds waited.
-
-        A shared rate is looked at again after each sleep: the request goes out on a share that is current
-        (see :class:`SharedRate`); when it dropped meanwhile, the sleep counts at the lower rate."""
+        """Block until a request may go out; return the seconds waited."""
         with self._lock:
             waited = self._until_shared_ready()
-            self._refill()
-            while self._tokens < 1:
-                wait = (1 - self._tokens) / self.rate
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self.shared is not None:
+                self.rate = self.shared.update(held_back=max(0.0, 1 - self._tokens) / self.rate)
+            wait = 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
+            self._tokens -= 1
+            if wait:
                 self._sleep(wait)
                 self.waited_seconds += wait
-                waited += wait
-                if self._refill():  # the rate held: the sleep earned the request
-                    self._tokens = max(self._tokens, 1.0)
-            self._tokens -= 1
-            return waited
-
-    def _refill(self) -> bool:
-        """Add what the time since the last look earned; False when a shared rate dropped meanwhile."""
-        now = self._clock()
-        elapsed, self._last = now - self._last, now
-        rate = self.rate
-        if self.shared is not None:
-            self.rate = self.shared.update(held_back=max(0.0, 1 - self._tokens - elapsed * rate) / rate)
-        self._tokens = min(self.burst, self._tokens + elapsed * min(rate, self.rate))
-        return self.rate >= rate
+            return waited + wait
 
     def _until_shared_ready(self) -> float:
         wait = self.shared.wait_to_start() if self.shared is not None else 0.0

@@ -246,3 +246,19 @@ def test_rows_handed_out_as_they_are_cleaned_are_let_go_and_give_the_same_batche
     assert drained == clean_and_batch(rows(), PhoneRules(), RUN_DATE, 5)
     assert len(drained.batches) == 2
     assert {s.outcome for s in drained.decided} == {Outcome.INVALID_PHONE, Outcome.SKIPPED}
+
+
+def test_rows_of_one_feed_date_share_one_date() -> None:
+    """Each row's feed date is its own object as read (32 bytes, 3 MiB of a 100,000-row clean): the batches
+    keep one per day."""
+    day = "2026-11-20"
+    rows = [
+        ExtractedRow(row=r, identifier=f"33020{r:011d}", phone="081234567890", feed_date=date.fromisoformat(day))
+        for r in range(2, 6)
+    ]
+    assert rows[0].feed_date is not rows[1].feed_date
+
+    (batch,) = clean_and_batch(rows, PhoneRules(default_country="ID"), RUN_DATE, 100).batches
+
+    assert len({id(row.effective) for row in batch.rows}) == 1
+    assert batch.rows[0].effective == date(2026, 11, 20)

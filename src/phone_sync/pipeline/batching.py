@@ -45,6 +45,7 @@ def clean_and_batch(
     decided: list[Status] = []
     # A candidate per identifier, a list only when repeated: at 100,000 rows a list each costs ~9 MiB.
     valid: dict[str, Candidate | list[Candidate]] = {}
+    days: dict[date | None, date | None] = {}  # one object per feed date: 100,000 rows hold a few hundred days
     for row in rows:
         identifier = row.identifier.strip()
         if not identifier:
@@ -57,7 +58,7 @@ def clean_and_batch(
         if result.phone is None:
             decided.append(_failed(row.row, identifier, Outcome.INVALID_PHONE, Reason.INVALID_PHONE, result.reason))
             continue
-        candidate = (row.row, row.feed_date, result.phone, result.note)
+        candidate = (row.row, days.setdefault(row.feed_date, row.feed_date), result.phone, result.note)
         held = valid.setdefault(identifier, candidate)
         if isinstance(held, list):
             held.append(candidate)

@@ -56,21 +56,23 @@ class RunXCom:
         """The statuses decided while cleaning; ``public_only``: their counts, without the key."""
         return self._one(Decided, TaskId.CLEAN, XComKey.DECIDED, public_only=public_only)
 
+    def _batches_value(self, key: str) -> Any:
+        """The :class:`Batches` value under ``key``, pulled once (kept until :meth:`batch` opens it)."""
+        if key not in self._pulled:
+            self._pulled[key] = self.ti.xcom_pull(task_ids=TaskId.CLEAN, key=key, map_indexes=-1)
+        return self._pulled[key]
+
     def batch_group(self, index: int) -> Batches | None:
         """The readable fields of the :class:`Batches` holding batch ``index`` (its label, the run's columns),
         without the key: a batch names itself before it opens anything."""
-        key = batch_key(index)
-        if key not in self._pulled:
-            self._pulled[key] = self.ti.xcom_pull(task_ids=TaskId.CLEAN, key=key, map_indexes=-1)
-        value = self._pulled[key]
+        value = self._batches_value(batch_key(index))
         return None if value is None else Batches.from_xcom(value, public_only=True)
 
     def batch(self, index: int) -> Batch | None:
         key = batch_key(index)
         if key not in self._batches:
-            value = self._pulled.pop(key) if key in self._pulled else self.ti.xcom_pull(
-                task_ids=TaskId.CLEAN, key=key, map_indexes=-1
-            )
+            value = self._batches_value(key)
+            del self._pulled[key]  # opened from here on
             self._batches[key] = None if value is None else Batches.from_xcom(value, self.sealer)
         batches = self._batches[key]
         return None if batches is None else batches.get(index)

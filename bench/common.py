@@ -111,13 +111,15 @@ def reset_counts(region: LocalRegion) -> None:
 def request_counts(region: LocalRegion) -> dict[str, Any]:
     """FHIR and Sheets requests the servers saw since the last reset (429 answers included).
 
-    ``fhir`` leaves out OAuth2 token requests: they are ``fhir_tokens``."""
+    ``fhir`` leaves out OAuth2 token requests: they are ``fhir_tokens``; ``fhir_by_interaction``: the FHIR
+    requests by interaction and status (``search 200``), from the same read of the server's stats."""
     sheets = region.sheet_requests()
     fhir = region.fhir_stats()
     tokens = int(fhir.get("by_interaction", {}).get("token", 0))
     return {
         "fhir": int(fhir.get("total", 0)) - tokens,
         "fhir_tokens": tokens,
+        "fhir_by_interaction": fhir.get("by_interaction_status", {}),
         "sheets": int(sheets.get("total", 0)),
         "sheets_throttled": int(sheets.get("throttled", 0)),
         "sheets_by_method": sheets.get("by_method", {}),

@@ -175,7 +175,6 @@ def scheduler(config: RegionConfig, scenario: Scenario, region_file: Path, workd
                                executor=executor, database_url=database_url, broker_url=broker_url,
                                airflow_config=airflow_config)
         counts = request_counts(region)
-        by_interaction = region.fhir_stats()["by_interaction_status"]
         timeline = fhir_timeline(region.fhir_log(), out["region"], config.fhir_requests_per_second,
                                  config.max_parallel_batches)
         lost = statuses_lost(region, scenario)
@@ -187,7 +186,7 @@ def scheduler(config: RegionConfig, scenario: Scenario, region_file: Path, workd
         # The lower bound the region's agreed rate sets: every FHIR request (tokens too) paced at that rate.
         "fhir_bound_seconds": (counts["fhir"] + counts["fhir_tokens"]) / config.fhir_requests_per_second,
         "fhir_requests_per_second": config.fhir_requests_per_second,
-        "fhir_by_interaction": by_interaction,
+        "fhir_by_interaction": counts["fhir_by_interaction"],
         "fhir_timeline": timeline,
     })
     result["floor"] = {
